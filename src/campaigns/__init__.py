@@ -1,0 +1,20 @@
+"""campaigns: run tens of thousands of parameterized jobs on Slurm (or this machine) from one YAML file."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["CampaignManager", "__version__"]
+
+if TYPE_CHECKING:
+    from campaigns.manager import CampaignManager
+
+
+def __getattr__(name: str) -> Any:
+    # Imported lazily so `python -m campaigns.worker` on a compute node stays light.
+    if name == "CampaignManager":
+        from campaigns.manager import CampaignManager
+
+        return CampaignManager
+    raise AttributeError(name)

@@ -1,0 +1,93 @@
+"""The one exception tree of campaigns.
+
+    CampaignError                 base; carries the exit code the CLI returns
+    ├── InputError (exit 2)       the user's input is wrong; nothing was changed
+    │   ├── ConfigError           a campaign/machine file: names file, key path and line
+    │   └── ConfigChangedError    `init` on a campaign whose config changed since
+    ├── LockedError (exit 1)      another manager holds the campaign lock
+    └── OperationalError (exit 1) the world failed us after retries
+        ├── SchedulerError        sbatch/sacct/scancel failed persistently
+        └── StoreError            the database could not be read or written
+
+Only ``campaigns.cli.main`` catches these; it prints ``error: <message>`` and
+returns ``exit_code``. Library code raises, it never calls ``sys.exit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class CampaignError(Exception):
+    """Base of every error campaigns raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(CampaignError):
+    """Bad input from the user (config, arguments): exit code 2."""
+
+    exit_code = 2
+
+
+def format_key_path(path: Sequence[str | int]) -> str:
+    """Render a key path like ``execution.batch_size`` or ``overrides[1].match``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+class ConfigError(InputError):
+    """A configuration problem, located as precisely as we know."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        key_path: Sequence[str | int] = (),
+        line: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.key_path = tuple(key_path)
+        self.line = line
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """One paragraph: where, what, and what to do."""
+        where = self.file or "<config>"
+        if self.line is not None:
+            where += f", line {self.line}"
+        if self.key_path:
+            where += f", key '{format_key_path(self.key_path)}'"
+        text = f"{where}: {self.message}"
+        if self.hint:
+            text += f" {self.hint}"
+        return text
+
+
+class ConfigChangedError(InputError):
+    """`init` found a store created from a different configuration."""
+
+
+class LockedError(CampaignError):
+    """Another manager process holds the campaign lock."""
+
+
+class OperationalError(CampaignError):
+    """An operation failed after retries: exit code 1."""
+
+
+class SchedulerError(OperationalError):
+    """The scheduler (sbatch, sacct, scancel, the local runner) failed."""
+
+
+class StoreError(OperationalError):
+    """The campaign database failed."""

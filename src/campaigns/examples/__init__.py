@@ -1,0 +1,1 @@
+"""Example payloads that campaigns can sweep over (small, real, reproducible programs)."""

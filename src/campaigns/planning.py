@@ -1,0 +1,82 @@
+"""Cut pending jobs into arrays within site limits. Pure.
+
+An array holds jobs of one group only; a task holds `jobs_per_task` jobs; an
+array holds at most min(batch_size, MaxArraySize) tasks (Slurm indices run
+0..MaxArraySize-1); the campaign never has more than `capacity` tasks queued.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from campaigns.spec import JobGroup, Resources
+
+
+@dataclass(frozen=True)
+class ArrayPlan:
+    """One array to submit: its group and, per task, the job ids it runs."""
+
+    group: int
+    tasks: tuple[tuple[int, ...], ...]
+    resources: Resources  # per task (time scaled for packed tasks)
+    parallel: int  # jobs of one task run at once
+
+    @property
+    def n_jobs(self) -> int:
+        """Jobs in the array."""
+        return sum(len(t) for t in self.tasks)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The arrays to submit now and what has to wait."""
+
+    arrays: tuple[ArrayPlan, ...]
+    waiting: int  # pending jobs left for later (queue cap or --limit)
+    capacity: int  # tasks that could still be queued before this plan
+
+
+def task_parallelism(resources: Resources, jobs_per_task: int) -> int:
+    """Jobs of a packed task that run at once: one per CPU for single-task jobs, else one."""
+    if resources.ntasks > 1:
+        return 1
+    return max(1, min(jobs_per_task, resources.cpus_per_task))
+
+
+def task_resources(resources: Resources, jobs_per_task: int) -> Resources:
+    """Per-task request: a packed task runs its jobs in waves, so its time limit scales."""
+    waves = math.ceil(jobs_per_task / task_parallelism(resources, jobs_per_task))
+    if waves == 1:
+        return resources
+    from dataclasses import replace
+
+    return replace(resources, time_minutes=resources.time_minutes * waves)
+
+
+def plan_arrays(pending: Sequence[tuple[int, int]], groups: Mapping[int, JobGroup], *,
+                batch_size: int, max_array_size: int | None, jobs_per_task: int,
+                capacity: int, limit: int | None = None) -> Plan:
+    """Arrays for `pending` (job id, group id) pairs, in job order within each group."""
+    per_array = batch_size if max_array_size is None else min(batch_size, max_array_size)
+    per_array = max(1, per_array)
+    budget_jobs = len(pending) if limit is None else min(limit, len(pending))
+    by_group: dict[int, list[int]] = {}
+    for job_id, group in pending[:budget_jobs]:
+        by_group.setdefault(group, []).append(job_id)
+    arrays: list[ArrayPlan] = []
+    tasks_left = max(0, capacity)
+    planned = 0
+    for group in sorted(by_group):
+        job_ids = by_group[group]
+        resources = groups[group].resources
+        tasks = [tuple(job_ids[i:i + jobs_per_task]) for i in range(0, len(job_ids), jobs_per_task)]
+        tasks = tasks[:tasks_left]
+        tasks_left -= len(tasks)
+        for start in range(0, len(tasks), per_array):
+            chunk = tuple(tasks[start:start + per_array])
+            arrays.append(ArrayPlan(group, chunk, task_resources(resources, jobs_per_task),
+                                    task_parallelism(resources, jobs_per_task)))
+            planned += sum(len(t) for t in chunk)
+    return Plan(tuple(arrays), waiting=len(pending) - planned, capacity=capacity)

@@ -1,0 +1,80 @@
+"""The scheduler seam: what the manager needs from Slurm or the local runner.
+
+A backend submits one *array* (a folder under logs/ holding `array.json` and
+`tasks.jsonl`), reports the state of many arrays' tasks in one call, finds a
+submission by its token after a crash, and cancels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from campaigns.spec import Resources
+from campaigns.states import TaskState
+
+
+@dataclass(frozen=True)
+class ArrayRequest:
+    """Everything a backend needs to submit one array."""
+
+    token: str  # unique; carried into the scheduler's job name so a crash can find it
+    name: str  # human job name
+    folder: Path  # the array folder (array.json, tasks.jsonl; logs go here)
+    n_tasks: int
+    resources: Resources  # per task
+    parallelism: int  # at most this many tasks at once (%N)
+    setup: tuple[str, ...] = ()
+    python: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """A scheduler's view of one array task."""
+
+    state: TaskState
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    node: str | None = None
+
+
+@dataclass(frozen=True)
+class ArrayStatus:
+    """The tasks of one array the scheduler told us about (missing index = not reported)."""
+
+    tasks: Mapping[int, TaskStatus] = field(default_factory=dict)
+    known: bool = True  # False: the scheduler has no record of the array at all
+
+
+class Scheduler(Protocol):
+    """What every backend provides."""
+
+    name: str
+
+    def render(self, request: ArrayRequest) -> str:
+        """The script or command that `submit` would run (for --dry-run)."""
+        ...
+
+    def submit(self, request: ArrayRequest) -> str:
+        """Submit one array; return its scheduler id."""
+        ...
+
+    def find(self, token: str, folder: Path, since: datetime) -> str | None:
+        """The scheduler id of a submission made with `token`, or None if it never arrived."""
+        ...
+
+    def poll(self, arrays: Mapping[str, Path]) -> Mapping[str, ArrayStatus]:
+        """States of the tasks of many arrays (scheduler id -> folder), in one query."""
+        ...
+
+    def cancel(self, scheduler_ids: Sequence[str]) -> None:
+        """Cancel whole arrays or single tasks (`123` or `123_4`)."""
+        ...
+
+    def log_path(self, folder: Path, scheduler_id: str, task_index: int) -> Path:
+        """Where the log of one task goes."""
+        ...
