@@ -134,7 +134,13 @@ class CampaignManager:
         return name
 
     def lock(self) -> CampaignLock:
-        """The campaign's manager lock."""
+        """The campaign's manager lock (checks first that the campaign exists, as configured)."""
+        stored = self.store.campaign()["config_hash"]
+        if stored != self.spec.config_hash:
+            raise ConfigChangedError(
+                f"{self.config_path} has changed since `init` (stored config hash {stored}, file "
+                f"{self.spec.config_hash}). Run `init --force {self.config_path}` to adopt the "
+                "change (it says what changed), or restore the file.")
         return CampaignLock(self.layout.lock_file)
 
     def close(self) -> None:
@@ -179,7 +185,7 @@ class CampaignManager:
         if self.layout.exists():
             return self._reinit(expansion, force)
         self.layout.create()
-        with self.lock():
+        with CampaignLock(self.layout.lock_file):
             store = Store(self.db_url)
             if store.is_initialised():
                 raise InputError(f"{self.db_url} already holds a campaign but "
@@ -213,7 +219,7 @@ class CampaignManager:
                 f"{' ...' if len(changes) > 8 else ''}. Run `init --force` to adopt the new "
                 "configuration (existing jobs keep their state; new jobs are added), or use a new "
                 "`campaign.version` for a new campaign.")
-        with self.lock():
+        with CampaignLock(self.layout.lock_file):
             added = self.store.adopt_config(
                 config=json.dumps(self.spec.merged, default=str), config_hash=self.spec.config_hash,
                 groups=[{"id": g.index, "resources": json.dumps(g.resources.as_dict()),
@@ -229,6 +235,7 @@ class CampaignManager:
     def submit_campaign(self, backend: str | None = None, limit: int | None = None,
                         dry_run: bool = False) -> SubmitReport:
         """Submit pending jobs as arrays within the site's limits."""
+        self.expansion  # noqa: B018 -- a config error must stop us before anything is submitted
         name = self.resolve_backend(backend)
         scheduler = self.scheduler(name)
         with self.lock():

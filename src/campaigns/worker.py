@@ -107,10 +107,20 @@ class TaskRunner:
         """Forward a termination signal to running jobs; start no new ones."""
         self.stopping = True
         self._say(f"received signal {signum}: stopping")
+        self._signal_children(signal.SIGTERM)
+        # Jobs that ignore SIGTERM are killed after a grace period.
+        timer = threading.Timer(10.0, self._signal_children, args=(signal.SIGKILL,))
+        timer.daemon = True
+        timer.start()
+
+    def _signal_children(self, signum: int) -> None:
         with self.lock:
             for child in self.children:
                 if child.poll() is None:
-                    child.send_signal(signal.SIGTERM)
+                    try:
+                        os.killpg(child.pid, signum)  # the job and everything it started
+                    except ProcessLookupError:
+                        pass
 
     def _run_buffered(self, job: dict[str, Any]) -> bool:
         # Parallel jobs log to a private file first, then append one whole section.
@@ -148,7 +158,8 @@ class TaskRunner:
             argv = [*launcher.split(), "bash", "-c", command]
         try:
             child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=self.header.get("workdir") or None)
+                                     cwd=self.header.get("workdir") or None,
+                                     start_new_session=True)
         except OSError as exc:
             return self._finish(job, started, 127, "exit_code", f"cannot start: {exc}", [], log)
         with self.lock:
