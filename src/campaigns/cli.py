@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["auto", "slurm", "local"],
                    help="backend for --submit (default: the one the campaign last used)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = command("estimate", "node-hours, arrays and expected wall time, without submitting",
+                "run-campaign estimate config/examples/production_campaign.yaml")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = command("cancel", "cancel the campaign's queued and running jobs",
                 "run-campaign cancel config/examples/test_campaign.yaml")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -257,7 +260,19 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_estimate(args: argparse.Namespace) -> int:
+    report = _manager(args).estimate_resources()
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        from campaigns import render
+
+        render.estimate(report)
+    return 0
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate, "init": cmd_init, "submit": cmd_submit, "status": cmd_status,
     "monitor": cmd_monitor, "retry": cmd_retry, "cancel": cmd_cancel,
+    "estimate": cmd_estimate,
 }

@@ -13,6 +13,7 @@ return typed reports from `campaigns.reports`; nothing here prints.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -38,6 +39,7 @@ from campaigns.reconcile import Reconciler
 from campaigns.reports import (
     ArraySummary,
     CancelReport,
+    EstimateReport,
     Failure,
     GroupSummary,
     InitReport,
@@ -419,6 +421,49 @@ class CampaignManager:
             backend=campaign.get("backend"), open_arrays=len(store.submissions(states=["submitted"])),
             latest_failures=latest_failures, jobs=jobs, reconciled_at=reconciled_at,
             unknown_scheduler=scheduler_error)
+
+    # -- estimate -------------------------------------------------------------------
+
+    def estimate_resources(self) -> EstimateReport:
+        """Jobs, arrays, tasks, node/CPU/GPU-hours and expected wall time; submits nothing.
+
+        Before `init` (or with nothing run yet) it uses the time limits; once jobs have
+        finished, their measured runtimes give the expected wall time.
+        """
+        from campaigns import estimate
+
+        expansion = self.expansion
+        groups = {g.index: g for g in expansion.groups}
+        per_group = {g.index: 0 for g in expansion.groups}
+        runtimes: list[float] = []
+        initialised = self.layout.exists()
+        if initialised:
+            rows = self.store.jobs(columns=["group_id", "state", "attempts", "next_retry_at"],
+                                   states=["pending", "queued", "running", "failed"])
+            for row in rows:
+                if row["state"] != "failed" or retry_standing(
+                        row["attempts"], groups[row["group_id"]].max_retries,
+                        row["next_retry_at"], self.clock()) != "exhausted":
+                    per_group[row["group_id"]] = per_group.get(row["group_id"], 0) + 1
+            runtimes = self.store.runtimes()
+        else:
+            for job in expansion.jobs:
+                per_group[job.group] += 1
+        limits = estimate.Limits(
+            batch_size=self.spec.execution.batch_size, max_array_size=self.spec.machine.max_array_size,
+            jobs_per_task=self.spec.execution.jobs_per_task,
+            array_parallelism=self.spec.execution.array_parallelism,
+            max_queued_jobs=self.spec.machine.max_queued_jobs)
+        estimates = [estimate.estimate_group(groups[g], n, limits) for g, n in per_group.items() if n]
+        wall, basis = estimate.expected_wall_hours(estimates, groups, limits, runtimes)
+        return EstimateReport(
+            n_jobs=len(expansion.jobs), remaining_jobs=sum(per_group.values()),
+            n_arrays=sum(e.n_arrays for e in estimates), n_tasks=sum(e.n_tasks for e in estimates),
+            groups=[dataclasses.asdict(e) for e in estimates],
+            node_hours=sum(e.node_hours for e in estimates),
+            cpu_hours=sum(e.cpu_hours for e in estimates),
+            gpu_hours=sum(e.gpu_hours for e in estimates),
+            expected_wall_hours=wall, basis=basis)
 
     # -- retry / cancel -------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from campaigns.reports import RetryReport, StatusReport, SubmitReport, ValidationReport
+from campaigns.reports import EstimateReport, RetryReport, StatusReport, SubmitReport, ValidationReport
 
 console = Console(highlight=False)
 STATE_STYLE = {"pending": "white", "queued": "cyan", "running": "blue", "completed": "green",
@@ -193,3 +193,21 @@ def _plain_monitor(reports: Iterable[StatusReport]) -> None:
         console.print(f"{stamp} {report.counts['completed']}/{report.total} completed; {counts}{extra}")
     if last is not None:
         status(last)
+
+
+def estimate(report: EstimateReport) -> None:
+    """`estimate` output."""
+    console.print(f"{report.remaining_jobs:,} of {report.n_jobs:,} jobs left to run: "
+                  f"{report.n_tasks:,} array tasks in {report.n_arrays:,} arrays")
+    table = Table(title="requested resources", title_justify="left")
+    for column in ("group", "jobs", "tasks", "arrays", "per task", "node-h", "CPU-h", "GPU-h"):
+        table.add_column(column, justify="right" if column not in ("per task",) else "left")
+    for g in report.groups:
+        table.add_row(str(g["group"]), f"{g['n_jobs']:,}", f"{g['n_tasks']:,}", str(g["n_arrays"]),
+                      g["short"], f"{g['node_hours']:,.1f}", f"{g['cpu_hours']:,.1f}",
+                      f"{g['gpu_hours']:,.1f}")
+    console.print(table)
+    console.print(f"total: {report.node_hours:,.1f} node-hours, {report.cpu_hours:,.1f} CPU-hours, "
+                  f"{report.gpu_hours:,.1f} GPU-hours requested")
+    console.print(f"expected wall time: {report.expected_wall_hours:,.2f} h "
+                  f"(from {report.basis}; queue waits come on top)")

@@ -80,6 +80,15 @@ class Resources:
                 parts.append(f"{name}={value}")
         return ", ".join(parts)
 
+    def short(self) -> str:
+        """A compact summary for tables, e.g. `1x2x1cpu 1024M 60m`."""
+        text = f"{self.nodes}x{self.ntasks_per_node}x{self.cpus_per_task}cpu"
+        if self.gpus_per_node:
+            text += f"+{self.gpus_per_node}gpu"
+        if self.memory_mb:
+            text += f" {self.memory_mb}M"
+        return f"{text} {self.time_minutes}m"
+
     def as_dict(self) -> dict[str, Any]:
         """Plain mapping for JSON (store, reports)."""
         out: dict[str, Any] = {

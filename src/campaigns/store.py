@@ -280,6 +280,15 @@ class Store:
                                     .distinct()).all()
                 return len(rows)
 
+    def runtimes(self) -> list[float]:
+        """Seconds from start to end of every completed attempt."""
+        query = (sa.select(attempts_table.c.started_at, attempts_table.c.ended_at)
+                 .where(attempts_table.c.state == "completed")
+                 .where(attempts_table.c.started_at.is_not(None))
+                 .where(attempts_table.c.ended_at.is_not(None)))
+        with self.engine.connect() as conn:
+            return [(end - start).total_seconds() for start, end in conn.execute(query)]
+
     def events(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest events, newest last."""
         query = sa.select(events_table).order_by(events_table.c.id.desc()).limit(limit)
