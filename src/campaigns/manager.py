@@ -35,6 +35,7 @@ from campaigns.expand import CommandTemplate, Expansion, expand
 from campaigns.layout import Layout
 from campaigns.lock import CampaignLock
 from campaigns.planning import ArrayPlan, plan_arrays
+from campaigns.policy import RetryPolicy, scaled
 from campaigns.reconcile import Reconciler
 from campaigns.reports import (
     ArraySummary,
@@ -100,6 +101,7 @@ class CampaignManager:
         self._schedulers: dict[str, Scheduler] = dict(schedulers or {})
         self._expansion: Expansion | None = None
         self._store: Store | None = None
+        self.retry_policy = RetryPolicy.from_config(self.spec.merged.get("execution", {}))
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -251,8 +253,9 @@ class CampaignManager:
         groups = {gid: JobGroup(gid, Resources.from_dict(g["resources"]), g["max_retries"])
                   for gid, g in store.groups().items()}
         states = ["pending", "failed"] if dry_run and only_keys else ["pending"]
-        candidates = store.jobs(states=states, columns=["id", "group_id"], keys=only_keys)
-        pending = [(r["id"], r["group_id"]) for r in candidates]
+        candidates = store.jobs(states=states, columns=["id", "group_id", "time_scale", "memory_scale"],
+                                keys=only_keys)
+        pending, groups = self._escalated_groups(candidates, groups)
         max_array = self.spec.machine.max_array_size or _site_max_array_size(scheduler)
         capacity = self.spec.machine.max_queued_jobs - store.open_task_count()
         plan = plan_arrays(pending, groups, batch_size=self.spec.execution.batch_size,
@@ -267,9 +270,32 @@ class CampaignManager:
         if name == "slurm" or name == "local":
             store.set_backend(name)
         for array in plan.arrays:
-            summaries.append(self._submit_array(name, scheduler, array, jobs, dry_run))
+            real = dataclasses.replace(array, group=groups[array.group].index)  # virtual -> real
+            summaries.append(self._submit_array(name, scheduler, real, jobs, dry_run))
         submitted = sum(s.n_jobs for s in summaries)
         return SubmitReport(name, dry_run, summaries, submitted, plan.waiting, recovered)
+
+    def _escalated_groups(self, candidates: Sequence[Mapping[str, Any]], groups: dict[int, JobGroup]
+                          ) -> tuple[list[tuple[int, int]], dict[int, JobGroup]]:
+        """Jobs whose time or memory was escalated after a failure get their own (virtual) group,
+        so arrays never mix resource requests."""
+        virtual: dict[tuple[int, float, float], int] = {}
+        out = dict(groups)
+        pending = []
+        for row in candidates:
+            key = (row["group_id"], row["time_scale"], row["memory_scale"])
+            if key[1:] == (1.0, 1.0):
+                pending.append((row["id"], row["group_id"]))
+                continue
+            if key not in virtual:
+                base = groups[row["group_id"]]
+                minutes, memory = scaled(base.resources.time_minutes, base.resources.memory_mb,
+                                         key[1], key[2], self.retry_policy)
+                index = virtual[key] = max(out) + 1
+                out[index] = JobGroup(row["group_id"], dataclasses.replace(
+                    base.resources, time_minutes=minutes, memory_mb=memory), base.max_retries)
+            pending.append((row["id"], virtual[key]))
+        return pending, out
 
     def _submit_array(self, name: str, scheduler: Scheduler, array: ArrayPlan,
                       jobs: Mapping[int, Mapping[str, Any]], dry_run: bool) -> ArraySummary:

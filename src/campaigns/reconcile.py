@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from campaigns.errors import SchedulerError
 from campaigns.scheduler.base import ArrayStatus, TaskStatus
-from campaigns.states import JobState, TaskState, Verdict, judge
+from campaigns.policy import decide
+from campaigns.states import FailureClass, JobState, TaskState, Verdict, judge
 
 if TYPE_CHECKING:
     from campaigns.manager import CampaignManager
@@ -72,7 +73,8 @@ class Reconciler:
                 if sub["backend"] == backend:
                     statuses[sub["id"]] = polled.get(sub["scheduler_id"], ArrayStatus(known=False))
         jobs = [j for j in self.store.jobs(states=["queued", "running"], columns=[
-            "id", "key", "uid", "state", "attempts", "submission_id", "task_index", "group_id"])
+            "id", "key", "uid", "state", "attempts", "submission_id", "task_index", "group_id",
+            "time_scale", "memory_scale"])
             if j["submission_id"] in subs]
         manifests = self._manifests(subs, jobs)
         groups = self.store.groups()
@@ -87,14 +89,14 @@ class Reconciler:
             verdict = judge(task.state, manifest, lost=lost)
             change = self._change(job, verdict, task, manifest, groups, sub)
             if change is not None:
-                job_update, attempt_update = change
+                job_update, attempt_update, note = change
                 job_updates.append(job_update)
                 attempt_updates.append(attempt_update)
                 if verdict.state == JobState.FAILED:
                     events.append({"kind": "failed", "job_id": job["id"], "submission_id": sub["id"],
                                    "message": f"{job['key']} attempt {job['attempts']}: "
                                               f"{verdict.failure.value if verdict.failure else '?'}"
-                                              f" ({verdict.error})"})
+                                              f" ({verdict.error}); {note}"})
             final = verdict.state in (JobState.COMPLETED, JobState.FAILED)
             if not final:
                 still_open[sub["id"]] += 1
@@ -128,7 +130,8 @@ class Reconciler:
 
     def _change(self, job: Mapping[str, Any], verdict: Verdict, task: TaskStatus,
                 manifest: Mapping[str, Any] | None, groups: Mapping[int, Mapping[str, Any]],
-                sub: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+                sub: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str] | None:
+        """The updates for one job (None: nothing new) and a note on what happens next."""
         state = verdict.state
         if state == JobState.QUEUED or state.value == job["state"]:
             return None  # nothing new (a running job never goes back to queued)
@@ -139,20 +142,22 @@ class Reconciler:
         attempt_update: dict[str, Any] = {"job_id": job["id"], "number": job["attempts"],
                                           "state": state.value, "started_at": started, "node": node}
         if state == JobState.RUNNING:
-            return job_update, attempt_update
+            return job_update, attempt_update, "running"
         failure = verdict.failure.value if verdict.failure else None
         final = {"ended_at": ended, "exit_code": verdict.exit_code, "failure_class": failure,
                  "error": verdict.error}
         job_update.update(final)
         attempt_update.update(final, manifest_path=(manifest or {}).get("_path"))
+        note = "completed"
         if state == JobState.FAILED:
-            max_retries = groups[job["group_id"]]["max_retries"]
-            policy = self.manager.spec.execution.backoff
-            next_at = None
-            if job["attempts"] < max_retries + 1:
-                next_at = policy.next_retry_at(ended, job["attempts"], self.manager.rng.random())
-            job_update["next_retry_at"] = next_at
-        return job_update, attempt_update
+            decision = decide(self.manager.retry_policy, verdict.failure or FailureClass.EXIT_CODE,
+                              verdict.exit_code, job["attempts"],
+                              groups[job["group_id"]]["max_retries"], ended,
+                              self.manager.rng.random(), job["time_scale"], job["memory_scale"])
+            job_update.update(next_retry_at=decision.next_retry_at, time_scale=decision.time_scale,
+                              memory_scale=decision.memory_scale)
+            note = decision.reason
+        return job_update, attempt_update, note
 
 
 def _time(manifest: Mapping[str, Any] | None, key: str) -> datetime | None:

@@ -77,6 +77,9 @@ jobs_table = sa.Table(
     sa.Column("state", sa.String(16), nullable=False, index=True),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("next_retry_at", UTCDateTime),
+    # Resource escalation after timeouts / out-of-memory failures (multipliers of the group's).
+    sa.Column("time_scale", sa.Float, nullable=False, default=1.0),
+    sa.Column("memory_scale", sa.Float, nullable=False, default=1.0),
     sa.Column("submission_id", sa.Integer, index=True),
     sa.Column("task_index", sa.Integer),
     sa.Column("scheduler_id", sa.String(64)),
@@ -419,7 +422,8 @@ class Store:
             return
         values: dict[str, Any] = {"state": "pending", "next_retry_at": None, "updated_at": now}
         if clear_attempts:
-            values.update(attempts=0, failure_class=None, error=None, exit_code=None)
+            values.update(attempts=0, failure_class=None, error=None, exit_code=None,
+                          time_scale=1.0, memory_scale=1.0)
         with self.transaction() as conn:
             for chunk in _chunks(list(job_ids), _MAX_IN):
                 conn.execute(jobs_table.update().where(jobs_table.c.id.in_(chunk)).values(**values))

@@ -198,6 +198,7 @@ class _Runner:
         self.lock = threading.Lock()
         self.active: set[TaskRunner] = set()
         self.stopping = False
+        self.time_limit = 60.0 * float(self.header.get("resources", {}).get("time_minutes") or 60)
 
     def record(self, task: int, state: TaskState, exit_code: int | None = None) -> None:
         with self.lock:
@@ -217,12 +218,27 @@ class _Runner:
                 runner = TaskRunner(self.folder, index, log)
                 with self.lock:
                     self.active.add(runner)
+                # Like Slurm, end a task that outlives its time limit: it ends TIMEOUT.
+                expired = threading.Event()
+                timer = threading.Timer(self.time_limit, self._expire, args=(runner, expired))
+                timer.daemon = True
+                timer.start()
                 code = runner.run()
+                timer.cancel()
                 with self.lock:
                     self.active.discard(runner)
-        state = TaskState.CANCELLED if self.stopping else (
-            TaskState.COMPLETED if code == 0 else TaskState.FAILED)
+        if expired.is_set():
+            state = TaskState.TIMEOUT
+        elif self.stopping:
+            state = TaskState.CANCELLED
+        else:
+            state = TaskState.COMPLETED if code == 0 else TaskState.FAILED
         self.record(index, state, code)
+
+    def _expire(self, runner: TaskRunner, expired: threading.Event) -> None:
+        expired.set()
+        runner.log.write(f"[{utcnow()}] time limit of {self.time_limit:.0f} s reached\n")
+        runner.stop(signal.SIGTERM)
 
     def stop(self, signum: int, _frame: Any) -> None:
         self.stopping = True
