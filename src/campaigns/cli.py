@@ -276,3 +276,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "monitor": cmd_monitor, "retry": cmd_retry, "cancel": cmd_cancel,
     "estimate": cmd_estimate,
 }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

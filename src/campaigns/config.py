@@ -47,7 +47,7 @@ def known_machines(config_root: Path = CONFIG_ROOT) -> list[str]:
 def load_schema(config_root: Path = CONFIG_ROOT) -> dict[str, Any]:
     """The campaign JSON schema (YAML file)."""
     with open(config_root / "schemas" / "campaign_schema.yaml", encoding="utf-8") as fh:
-        schema: dict[str, Any] = yaml.safe_load(fh)
+        schema: dict[str, Any] = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return schema
 
 

@@ -27,7 +27,6 @@ from typing import Any
 
 import yaml
 
-from campaigns import provenance
 from campaigns.backoff import retry_standing
 from campaigns.config import load_campaign
 from campaigns.errors import ConfigChangedError, InputError, SchedulerError
@@ -205,6 +204,8 @@ class CampaignManager:
                 jobs=_job_rows(expansion),
                 now=now)
             store.close()
+            from campaigns import provenance
+
             provenance.write(self.layout, self.spec, self.config_path)
             # Written last: its presence means "initialised".
             write_atomic(self.layout.config_file,
@@ -215,6 +216,8 @@ class CampaignManager:
         stored = self.store.campaign()
         if stored["config_hash"] == self.spec.config_hash:
             return InitReport(str(self.layout.root), len(expansion.jobs), created=False)
+        from campaigns import provenance
+
         changes = provenance.diff(json.loads(stored["config"]), dict(self.spec.merged))
         if not force:
             raise ConfigChangedError(
@@ -563,7 +566,7 @@ def _job_rows(expansion: Expansion) -> Iterator[dict[str, Any]]:
     for job in expansion.jobs:
         yield {"id": job.index + 1, "key": job.key, "uid": job.uid,
                "params": json.dumps(job.params), "output": job.output, "group_id": job.group,
-               "state": "pending", "attempts": 0}
+               "state": "pending", "attempts": 0, "time_scale": 1.0, "memory_scale": 1.0}
 
 
 def _site_max_array_size(scheduler: Scheduler) -> int | None:

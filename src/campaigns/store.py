@@ -192,8 +192,7 @@ class Store:
             conn.execute(meta_table.insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}])
             conn.execute(campaign_table.insert(), [{**campaign, "id": 1, "created_at": now}])
             conn.execute(groups_table.insert(), list(groups))
-            # The raw DBAPI executemany is the fast path for tens of thousands of rows.
-            conn.execute(jobs_table.insert(), list(jobs))
+            bulk_insert(conn, jobs_table, jobs)
             self._event(conn, now, "init", "campaign created")
 
     def schema_version(self) -> int:
@@ -500,6 +499,98 @@ class Store:
     @staticmethod
     def _event(conn: Connection, now: datetime, kind: str, message: str, **ids: int | None) -> None:
         conn.execute(events_table.insert().values(at=now, kind=kind, message=message, **ids))
+
+    # -- qa -------------------------------------------------------------------------
+
+    def qa_targets(self) -> list[dict[str, Any]]:
+        """Completed jobs with their latest attempt's number and manifest path, in expansion order."""
+        latest = (sa.select(attempts_table.c.job_id, sa.func.max(attempts_table.c.number).label("n"))
+                  .group_by(attempts_table.c.job_id).subquery())
+        query = (sa.select(jobs_table.c.id, jobs_table.c.key, jobs_table.c.uid, jobs_table.c.output,
+                           latest.c.n.label("attempt"), attempts_table.c.manifest_path)
+                 .select_from(jobs_table
+                              .outerjoin(latest, latest.c.job_id == jobs_table.c.id)
+                              .outerjoin(attempts_table, sa.and_(
+                                  attempts_table.c.job_id == latest.c.job_id,
+                                  attempts_table.c.number == latest.c.n)))
+                 .where(jobs_table.c.state == "completed")
+                 .order_by(jobs_table.c.id))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def mark_invalid(self, job_ids: Sequence[int], errors: Sequence[str],
+                     now: datetime) -> tuple[list[int], list[int]]:
+        """`qa --requeue`: completed jobs whose output is invalid become failed (invalid_output).
+
+        The attempt that wrote the output is marked failed too and stays counted: a job
+        that keeps writing bad outputs runs out of attempts instead of looping forever.
+        Jobs with attempts left are due at once (`next_retry_at = now`); the others are
+        exhausted until `retry --reset`. Jobs no longer `completed` are left alone.
+        Returns (due job ids, exhausted job ids).
+        """
+        from campaigns.backoff import attempts_left
+
+        if len(job_ids) != len(errors):
+            raise ValueError("mark_invalid needs one error per job")
+        error_of = dict(zip(job_ids, errors))
+        due: list[int] = []
+        exhausted: list[int] = []
+        with self.transaction() as conn:
+            rows = [r for r in conn.execute(
+                sa.select(jobs_table.c.id, jobs_table.c.key, jobs_table.c.attempts,
+                          groups_table.c.max_retries)
+                .join(groups_table, groups_table.c.id == jobs_table.c.group_id)
+                .where(jobs_table.c.state == "completed")) if r.id in error_of]
+            if not rows:
+                return due, exhausted
+            job_rows, attempt_rows, events = [], [], []
+            for r in rows:
+                left = attempts_left(r.attempts, r.max_retries)
+                (due if left else exhausted).append(r.id)
+                error = error_of[r.id]
+                job_rows.append({"b_id": r.id, "b_error": error, "b_next": now if left else None})
+                attempt_rows.append({"b_id": r.id, "b_n": r.attempts, "b_error": error})
+                events.append({"at": now, "kind": "invalid", "job_id": r.id,
+                               "message": f"{r.key} attempt {r.attempts}: invalid_output ({error})"})
+            conn.execute(jobs_table.update().where(jobs_table.c.id == sa.bindparam("b_id")).values(
+                state="failed", failure_class="invalid_output", error=sa.bindparam("b_error"),
+                next_retry_at=sa.bindparam("b_next"), updated_at=now), job_rows)
+            conn.execute(attempts_table.update()
+                         .where(attempts_table.c.job_id == sa.bindparam("b_id"))
+                         .where(attempts_table.c.number == sa.bindparam("b_n"))
+                         .values(state="failed", failure_class="invalid_output",
+                                 error=sa.bindparam("b_error")), attempt_rows)
+            conn.execute(events_table.insert(), events)
+        return due, exhausted
+
+
+def bulk_insert(conn: Connection, table: sa.Table, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Insert many rows through one driver-level executemany.
+
+    The statement is compiled once for the connection's dialect (so the same code
+    serves SQLite and PostgreSQL); rows go to the driver as plain tuples or dicts,
+    skipping SQLAlchemy's per-row parameter processing, which dominated `init`
+    at 40,000 jobs. Values must already be driver-ready (str, int, float, None).
+    """
+    iterator = iter(rows)
+    first = next(iterator, None)
+    if first is None:
+        return 0
+    defaults = {c.name: c.default.arg for c in table.columns  # type: ignore[attr-defined]
+                if c.default is not None and c.default.is_scalar and c.name not in first}
+    columns = [*first, *defaults]
+    compiled = table.insert().compile(dialect=conn.dialect, column_keys=columns)
+    order = compiled.positiontup
+    if compiled.positional and order is not None:
+        params: list[Any] = [tuple({**defaults, **first}[c] for c in order)]
+        if defaults:
+            params.extend(tuple({**defaults, **row}[c] for c in order) for row in iterator)
+        else:
+            params.extend(tuple(row[c] for c in order) for row in iterator)
+    else:
+        params = [{**defaults, **row} for row in (first, *iterator)]
+    conn.exec_driver_sql(str(compiled), params)
+    return len(params)
 
 
 def _by_columns(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[tuple[str, ...], list[Mapping[str, Any]]]:
