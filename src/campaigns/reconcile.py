@@ -108,24 +108,27 @@ class Reconciler:
                    jobs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
         """Manifests of open jobs: one directory scan per open array."""
         present: dict[int, set[str]] = {}
-        for sid, sub in subs.items():
+        folders = {sid: os.path.join(sub["log_dir"], "manifests") for sid, sub in subs.items()}
+        for sid, folder in folders.items():
             try:
-                with os.scandir(Path(sub["log_dir"]) / "manifests") as entries:
+                with os.scandir(folder) as entries:
                     present[sid] = {e.name for e in entries}
             except FileNotFoundError:
                 present[sid] = set()
         out = {}
         for job in jobs:
             name = f"{job['uid']}.json"
-            if name in present[job["submission_id"]]:
-                path = Path(subs[job["submission_id"]]["log_dir"]) / "manifests" / name
-                try:
-                    data = json.loads(path.read_text())
-                except (OSError, ValueError):
-                    continue  # unreadable now; the next cycle tries again
-                if data.get("attempt") == job["attempts"]:
-                    data["_path"] = str(path)
-                    out[job["id"]] = data
+            if name not in present[job["submission_id"]]:
+                continue
+            path = os.path.join(folders[job["submission_id"]], name)
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    data = json.load(fh)
+            except (OSError, ValueError):
+                continue  # unreadable now; the next cycle tries again
+            if data.get("attempt") == job["attempts"]:
+                data["_path"] = path
+                out[job["id"]] = data
         return out
 
     def _change(self, job: Mapping[str, Any], verdict: Verdict, task: TaskStatus,

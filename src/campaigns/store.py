@@ -380,14 +380,10 @@ class Store:
         with self.transaction() as conn:
             for table, keys, rows in ((jobs_table, ("id",), job_updates),
                                       (attempts_table, ("job_id", "number"), attempt_updates)):
+                extra = {"updated_at": now} if table is jobs_table else {}
                 for columns, batch in _by_columns(rows, keys).items():
-                    where = sa.and_(*[table.c[k] == sa.bindparam(f"k_{k}") for k in keys])
-                    values = {c: sa.bindparam(f"v_{c}") for c in columns}
-                    if table is jobs_table:
-                        values["updated_at"] = sa.literal(now, UTCDateTime)
-                    conn.execute(table.update().where(where).values(**values), [
-                        {**{f"k_{k}": r[k] for k in keys}, **{f"v_{c}": r[c] for c in columns}}
-                        for r in batch])
+                    bulk_update(conn, table, keys, [*columns, *extra],
+                                [{**r, **extra} for r in batch] if extra else batch)
             if events:
                 conn.execute(events_table.insert(), [{"at": now, **e} for e in events])
             if close:
@@ -503,8 +499,9 @@ class Store:
     # -- qa -------------------------------------------------------------------------
 
     def qa_targets(self) -> list[dict[str, Any]]:
-        """Completed jobs with their latest attempt's number and manifest path, in expansion order."""
-        latest = (sa.select(attempts_table.c.job_id, sa.func.max(attempts_table.c.number).label("n"))
+        """Completed jobs with their latest attempt's number and manifest path, in job order."""
+        latest = (sa.select(attempts_table.c.job_id,
+                            sa.func.max(attempts_table.c.number).label("n"))
                   .group_by(attempts_table.c.job_id).subquery())
         query = (sa.select(jobs_table.c.id, jobs_table.c.key, jobs_table.c.uid, jobs_table.c.output,
                            latest.c.n.label("attempt"), attempts_table.c.manifest_path)
@@ -532,7 +529,7 @@ class Store:
 
         if len(job_ids) != len(errors):
             raise ValueError("mark_invalid needs one error per job")
-        error_of = dict(zip(job_ids, errors))
+        error_of = dict(zip(job_ids, errors, strict=True))
         due: list[int] = []
         exhausted: list[int] = []
         with self.transaction() as conn:
@@ -550,8 +547,8 @@ class Store:
                 error = error_of[r.id]
                 job_rows.append({"b_id": r.id, "b_error": error, "b_next": now if left else None})
                 attempt_rows.append({"b_id": r.id, "b_n": r.attempts, "b_error": error})
-                events.append({"at": now, "kind": "invalid", "job_id": r.id,
-                               "message": f"{r.key} attempt {r.attempts}: invalid_output ({error})"})
+                events.append({"at": now, "kind": "invalid", "job_id": r.id, "message":
+                               f"{r.key} attempt {r.attempts}: invalid_output ({error})"})
             conn.execute(jobs_table.update().where(jobs_table.c.id == sa.bindparam("b_id")).values(
                 state="failed", failure_class="invalid_output", error=sa.bindparam("b_error"),
                 next_retry_at=sa.bindparam("b_next"), updated_at=now), job_rows)
@@ -591,6 +588,35 @@ def bulk_insert(conn: Connection, table: sa.Table, rows: Iterable[Mapping[str, A
         params = [{**defaults, **row} for row in (first, *iterator)]
     conn.exec_driver_sql(str(compiled), params)
     return len(params)
+
+
+def bulk_update(conn: Connection, table: sa.Table, keys: Sequence[str], columns: Sequence[str],
+                rows: Sequence[Mapping[str, Any]]) -> None:
+    """`UPDATE table SET columns WHERE keys` for many rows through one driver executemany.
+
+    Compiled once for the dialect; each value goes through its column type's bind
+    processor (so datetimes are stored exactly as SQLAlchemy stores them), but the
+    per-row parameter machinery of `Connection.execute` is skipped.
+    """
+    if not rows:
+        return
+    where = sa.and_(*[table.c[k] == sa.bindparam(f"k_{k}") for k in keys])
+    statement = table.update().where(where).values({c: sa.bindparam(f"v_{c}") for c in columns})
+    compiled = statement.compile(dialect=conn.dialect)
+    names = compiled.positiontup if compiled.positional else list(compiled.binds)
+    assert names is not None
+    getters = []
+    for name in names:
+        column = table.c[name[2:]]
+        processor = column.type._cached_bind_processor(conn.dialect)  # noqa: SLF001
+        getters.append((name[2:], processor))
+    def convert(row: Mapping[str, Any]) -> list[Any]:
+        return [p(row[c]) if p is not None and row[c] is not None else row[c] for c, p in getters]
+    if compiled.positional:
+        params: list[Any] = [tuple(convert(r)) for r in rows]
+    else:
+        params = [dict(zip(names, convert(r))) for r in rows]
+    conn.exec_driver_sql(str(compiled), params)
 
 
 def _by_columns(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[tuple[str, ...], list[Mapping[str, Any]]]:
