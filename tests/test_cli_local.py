@@ -312,3 +312,31 @@ def test_a_second_manager_is_told_who_holds_the_lock(tmp_path: Path,
     with CampaignLock(lock_file):
         pass
     assert os.path.exists(lock_file)
+
+
+def test_reset_gives_an_exhausted_job_a_fresh_budget(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A job that failed for good runs again after `retry --reset KEY --submit`."""
+    flag = tmp_path / "fixed"
+    command = f"'test -e {flag} || exit 5; echo ok > {{output}}'"
+    config = write_campaign(tmp_path, n=1, command=command)
+    config.write_text(config.read_text().replace("max_retries: 2", "max_retries: 0"))
+    args = ["--root", str(tmp_path)]
+    assert run(["init", str(config), *args], capsys)[0] == 0
+    assert run(["submit", str(config), *args, "--backend", "local"], capsys)[0] == 0
+    monitor_until_done(config, tmp_path, capsys)
+    report = status_json(config, tmp_path, capsys)
+    assert report["counts"]["failed"] == 2 and report["failures"]["exhausted"] == 2
+    code, out, _ = run(["retry", str(config), *args, "--submit"], capsys)
+    assert code == 0 and "failed for good" in out and "0 failed jobs" in out
+    flag.touch()
+    code, out, err = run(["retry", str(config), *args, "--reset", "realization=0,redshift=1.0",
+                          "--submit"], capsys)
+    assert code == 0, err
+    report = monitor_until_done(config, tmp_path, capsys)
+    jobs = {j["key"]: j for j in status_json(config, tmp_path, capsys, "--verbose")["jobs"]}
+    assert jobs["realization=0,redshift=1.0"]["state"] == "completed"
+    assert jobs["realization=0,redshift=1.0"]["attempts"] == 2
+    assert jobs["realization=0,redshift=2.0"]["state"] == "failed"
+    code, _, err = run(["retry", str(config), *args, "--reset", "realization=9"], capsys)
+    assert code == 2 and "no such job" in err

@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", "-v", action="store_true", help="list every job")
     p.add_argument("--json", action="store_true", help="print JSON (DESIGN.md section 4)")
     p.add_argument("--refresh", action="store_true", help="reconcile with the scheduler first")
+    p.add_argument("--export", metavar="FILE", help="also write one row per job (parameters, "
+                   "state, attempts, times, output) to FILE: .csv, or .parquet (needs pyarrow)")
     p = command("monitor", "refresh from the scheduler and show progress until every job is final",
                 "run-campaign monitor config/examples/test_campaign.yaml --interval 10")
     p.add_argument("--interval", type=_positive_float, metavar="S",
@@ -104,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["auto", "slurm", "local"],
                    help="backend for --submit (default: the one the campaign last used)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = command("qa", "check every completed output (checksums, HDF5 rules); write reports and "
+                "plots under qa/", "run-campaign qa config/examples/test_campaign.yaml --requeue")
+    p.add_argument("--requeue", action="store_true", help="mark jobs whose output is invalid as "
+                   "failed (invalid_output), due at once: `retry --submit` reruns them")
+    p.add_argument("--json", action="store_true", help="print JSON (what latest.json holds)")
     p = command("estimate", "node-hours, arrays and expected wall time, without submitting",
                 "run-campaign estimate config/examples/production_campaign.yaml")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -199,6 +206,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     manager = _manager(args)
+    if args.export:
+        written = manager.export_jobs(args.export)
+        print(f"wrote {written.rows:,} jobs to {written.path}", file=sys.stderr)
     if args.refresh:
         report = manager.monitor_progress()
         if args.verbose:
@@ -260,6 +270,23 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_qa(args: argparse.Namespace) -> int:
+    report = _manager(args).qa(requeue=args.requeue)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        from campaigns import render
+
+        render.qa(report)
+    if report.invalid:
+        keys = ", ".join(key for key, _ in report.invalid[:5])
+        more = f" and {len(report.invalid) - 5} more" if len(report.invalid) > 5 else ""
+        print(f"error: {len(report.invalid)} invalid outputs: {keys}{more} "
+              f"(details in {report.latest})", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
     report = _manager(args).estimate_resources()
     if args.json:
@@ -274,7 +301,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate, "init": cmd_init, "submit": cmd_submit, "status": cmd_status,
     "monitor": cmd_monitor, "retry": cmd_retry, "cancel": cmd_cancel,
-    "estimate": cmd_estimate,
+    "estimate": cmd_estimate, "qa": cmd_qa,
 }
 
 

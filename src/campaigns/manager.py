@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -54,6 +54,10 @@ from campaigns.spec import CampaignSpec, JobGroup, Resources
 from campaigns.states import JobState
 from campaigns.store import Store
 from campaigns.worker import write_atomic
+
+if TYPE_CHECKING:
+    from campaigns.export import ExportReport
+    from campaigns.qa import QAReport
 
 BACKENDS = ("auto", "slurm", "local")
 
@@ -418,15 +422,16 @@ class CampaignManager:
         now = self.clock()
         groups = store.groups()
         failed = store.jobs(states=["failed"], columns=[
-            "id", "key", "attempts", "next_retry_at", "failure_class", "error", "group_id"])
+            "id", "key", "attempts", "attempts_base", "next_retry_at", "failure_class", "error",
+            "group_id"])
         by_class: dict[str, int] = {}
         standings = {"due": 0, "waiting": 0, "exhausted": 0}
         standing_of = {}
         for row in failed:
             label = row["failure_class"] or "unknown"
             by_class[label] = by_class.get(label, 0) + 1
-            standing = retry_standing(row["attempts"], groups[row["group_id"]]["max_retries"],
-                                      row["next_retry_at"], now)
+            standing = retry_standing(row["attempts"] - row["attempts_base"],
+                                      groups[row["group_id"]]["max_retries"], row["next_retry_at"], now)
             standings[standing] += 1
             standing_of[row["id"]] = standing
         latest = failed[-10:]
@@ -467,11 +472,12 @@ class CampaignManager:
         runtimes: list[float] = []
         initialised = self.layout.exists()
         if initialised:
-            rows = self.store.jobs(columns=["group_id", "state", "attempts", "next_retry_at"],
+            rows = self.store.jobs(columns=["group_id", "state", "attempts", "attempts_base",
+                                            "next_retry_at"],
                                    states=["pending", "queued", "running", "failed"])
             for row in rows:
                 if row["state"] != "failed" or retry_standing(
-                        row["attempts"], groups[row["group_id"]].max_retries,
+                        row["attempts"] - row["attempts_base"], groups[row["group_id"]].max_retries,
                         row["next_retry_at"], self.clock()) != "exhausted":
                     per_group[row["group_id"]] = per_group.get(row["group_id"], 0) + 1
             runtimes = self.store.runtimes()
@@ -493,6 +499,26 @@ class CampaignManager:
             cpu_hours=sum(e.cpu_hours for e in estimates),
             gpu_hours=sum(e.gpu_hours for e in estimates),
             expected_wall_hours=wall, basis=basis)
+
+    # -- qa / export ------------------------------------------------------------------
+
+    def qa(self, requeue: bool = False) -> QAReport:
+        """Check every completed output, write reports and plots; `requeue` fails the invalid.
+
+        Holds the campaign lock throughout, so no reconciliation changes a job between
+        its check and its requeue.
+        """
+        from campaigns.qa import run_qa
+
+        with self.lock():
+            return run_qa(self.store, self.layout, self.spec, self.clock(), requeue=requeue)
+
+    def export_jobs(self, path: str | os.PathLike[str]) -> ExportReport:
+        """Write one row per job to a .csv or .parquet file; reads the store only."""
+        from campaigns.export import check_path, export_jobs
+
+        check_path(path)  # a bad file name fails before the campaign is opened
+        return export_jobs(self.store, path)
 
     # -- retry / cancel -------------------------------------------------------------
 
@@ -529,8 +555,8 @@ class CampaignManager:
             reset, waiting, exhausted = [], [], []
             logs = store.log_paths([r["id"] for r in failed])
             for r in failed:
-                standing = retry_standing(r["attempts"], groups[r["group_id"]]["max_retries"],
-                                          r["next_retry_at"], now)
+                standing = retry_standing(r["attempts"] - r["attempts_base"],
+                                          groups[r["group_id"]]["max_retries"], r["next_retry_at"], now)
                 if standing == "exhausted":
                     exhausted.append(Failure(r["key"], r["failure_class"], r["error"], r["attempts"],
                                              True, None, logs.get(r["id"])))
@@ -566,7 +592,8 @@ def _job_rows(expansion: Expansion) -> Iterator[dict[str, Any]]:
     for job in expansion.jobs:
         yield {"id": job.index + 1, "key": job.key, "uid": job.uid,
                "params": json.dumps(job.params), "output": job.output, "group_id": job.group,
-               "state": "pending", "attempts": 0, "time_scale": 1.0, "memory_scale": 1.0}
+               "state": "pending", "attempts": 0, "attempts_base": 0, "time_scale": 1.0,
+               "memory_scale": 1.0}
 
 
 def _site_max_array_size(scheduler: Scheduler) -> int | None:

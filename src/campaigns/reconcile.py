@@ -73,8 +73,8 @@ class Reconciler:
                 if sub["backend"] == backend:
                     statuses[sub["id"]] = polled.get(sub["scheduler_id"], ArrayStatus(known=False))
         jobs = [j for j in self.store.jobs(states=["queued", "running"], columns=[
-            "id", "key", "uid", "state", "attempts", "submission_id", "task_index", "group_id",
-            "time_scale", "memory_scale"])
+            "id", "key", "uid", "state", "attempts", "attempts_base", "submission_id", "task_index",
+            "group_id", "time_scale", "memory_scale"])
             if j["submission_id"] in subs]
         manifests = self._manifests(subs, jobs)
         groups = self.store.groups()
@@ -154,7 +154,7 @@ class Reconciler:
         note = "completed"
         if state == JobState.FAILED:
             decision = decide(self.manager.retry_policy, verdict.failure or FailureClass.EXIT_CODE,
-                              verdict.exit_code, job["attempts"],
+                              verdict.exit_code, job["attempts"] - job["attempts_base"],
                               groups[job["group_id"]]["max_retries"], ended,
                               self.manager.rng.random(), job["time_scale"], job["memory_scale"])
             job_update.update(next_retry_at=decision.next_retry_at, time_scale=decision.time_scale,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from collections.abc import Iterable
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -14,6 +15,9 @@ from rich.table import Table
 from rich.text import Text
 
 from campaigns.reports import EstimateReport, RetryReport, StatusReport, SubmitReport, ValidationReport
+
+if TYPE_CHECKING:
+    from campaigns.qa import QAReport
 
 console = Console(highlight=False)
 STATE_STYLE = {"pending": "white", "queued": "cyan", "running": "blue", "completed": "green",
@@ -211,3 +215,42 @@ def estimate(report: EstimateReport) -> None:
                   f"{report.gpu_hours:,.1f} GPU-hours requested")
     console.print(f"expected wall time: {report.expected_wall_hours:,.2f} h "
                   f"(from {report.basis}; queue waits come on top)")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def qa(report: QAReport) -> None:
+    """`qa` output."""
+    verdict = (Text(f"all {report.checked:,} completed outputs valid", style="green")
+               if report.ok else Text(f"{len(report.invalid):,} of {report.checked:,} completed "
+                                      "outputs invalid", style="red"))
+    console.print(Text.assemble((report.name, "bold"), f" {report.version}: ", verdict,
+                                f" ({_size(report.bytes_checked)} checked in "
+                                f"{report.seconds:.1f}s)"))
+    if report.not_checked:
+        others = ", ".join(f"{n:,} {state}" for state, n in report.not_checked.items())
+        console.print(f"not checked (not completed): {others}", style="dim")
+    for key, problems in report.invalid[:10]:
+        console.print(Text.assemble((f"  {key}: ", "red"), "; ".join(problems)))
+    if len(report.invalid) > 10:
+        console.print(f"  ... and {len(report.invalid) - 10:,} more (see the report)")
+    if report.requeued:
+        console.print(f"marked {len(report.requeued):,} jobs failed (invalid_output): "
+                      "run `retry --submit` to rerun them")
+    if report.exhausted:
+        console.print(Text(f"{len(report.exhausted):,} jobs with an invalid output have no "
+                           "attempts left (`retry --reset KEY` starts one over): "
+                           + ", ".join(report.exhausted[:5]), style="red"))
+    if report.invalid and not (report.requeued or report.exhausted):
+        console.print("run `qa --requeue` to mark them failed, then `retry --submit` to rerun them")
+    console.print(f"report: {report.report}", markup=False, soft_wrap=True)
+    console.print(f"        (and latest.json; per job: {Path(report.csv).name}, latest.csv)",
+                  markup=False, soft_wrap=True)
+    if report.plots:
+        console.print(f"plots:  {Path(report.plots[0]).parent}/", markup=False, soft_wrap=True)

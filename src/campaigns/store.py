@@ -76,6 +76,8 @@ jobs_table = sa.Table(
     sa.Column("group_id", sa.Integer, nullable=False),
     sa.Column("state", sa.String(16), nullable=False, index=True),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # `retry --reset` gives a fresh budget without renumbering: budget used = attempts - base.
+    sa.Column("attempts_base", sa.Integer, nullable=False, default=0),
     sa.Column("next_retry_at", UTCDateTime),
     # Resource escalation after timeouts / out-of-memory failures (multipliers of the group's).
     sa.Column("time_scale", sa.Float, nullable=False, default=1.0),
@@ -417,7 +419,8 @@ class Store:
             return
         values: dict[str, Any] = {"state": "pending", "next_retry_at": None, "updated_at": now}
         if clear_attempts:
-            values.update(attempts=0, failure_class=None, error=None, exit_code=None,
+            values.update(attempts_base=jobs_table.c.attempts, failure_class=None, error=None,
+                          exit_code=None,
                           time_scale=1.0, memory_scale=1.0)
         with self.transaction() as conn:
             for chunk in _chunks(list(job_ids), _MAX_IN):
@@ -535,14 +538,14 @@ class Store:
         with self.transaction() as conn:
             rows = [r for r in conn.execute(
                 sa.select(jobs_table.c.id, jobs_table.c.key, jobs_table.c.attempts,
-                          groups_table.c.max_retries)
+                          jobs_table.c.attempts_base, groups_table.c.max_retries)
                 .join(groups_table, groups_table.c.id == jobs_table.c.group_id)
                 .where(jobs_table.c.state == "completed")) if r.id in error_of]
             if not rows:
                 return due, exhausted
             job_rows, attempt_rows, events = [], [], []
             for r in rows:
-                left = attempts_left(r.attempts, r.max_retries)
+                left = attempts_left(r.attempts - r.attempts_base, r.max_retries)
                 (due if left else exhausted).append(r.id)
                 error = error_of[r.id]
                 job_rows.append({"b_id": r.id, "b_error": error, "b_next": now if left else None})
