@@ -34,7 +34,7 @@ MANIFEST_FORMAT = 1
 
 def utcnow() -> str:
     """Now, ISO-8601 UTC."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def read_task(array_dir: Path, index: int) -> list[dict[str, Any]]:
