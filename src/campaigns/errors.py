@@ -7,6 +7,7 @@
     ├── LockedError (exit 1)      another manager holds the campaign lock
     └── OperationalError (exit 1) the world failed us after retries
         ├── SchedulerError        sbatch/sacct/scancel failed persistently
+        │   └── SubmissionUnknownError   sbatch's outcome unknown; the next run settles it
         └── StoreError            the database could not be read or written
 
 Only ``campaigns.cli.main`` catches these; it prints ``error: <message>`` and
@@ -87,6 +88,10 @@ class OperationalError(CampaignError):
 
 class SchedulerError(OperationalError):
     """The scheduler (sbatch, sacct, scancel, the local runner) failed."""
+
+
+class SubmissionUnknownError(SchedulerError):
+    """It is unknown whether a submission reached the scheduler; crash recovery settles it."""
 
 
 class StoreError(OperationalError):

@@ -29,7 +29,12 @@ import yaml
 
 from campaigns.backoff import retry_standing
 from campaigns.config import load_campaign
-from campaigns.errors import ConfigChangedError, InputError, SchedulerError
+from campaigns.errors import (
+    ConfigChangedError,
+    InputError,
+    SchedulerError,
+    SubmissionUnknownError,
+)
 from campaigns.expand import CommandTemplate, Expansion, expand
 from campaigns.layout import Layout
 from campaigns.lock import CampaignLock
@@ -329,6 +334,8 @@ class CampaignManager:
         store.set_log_dir(submission_id, str(folder))
         try:
             scheduler_id = scheduler.submit(request)
+        except SubmissionUnknownError:
+            raise  # keep the intent: recover_intents() looks for it by token next time
         except SchedulerError as exc:
             store.abandon(submission_id, str(exc), self.clock())
             raise

@@ -83,7 +83,7 @@ def submission(report: SubmitReport) -> None:
     console.print(f"scripts and logs under {', '.join(folders)}")
     if report.dry_run and report.arrays and report.arrays[0].script:
         console.print("[bold]script of the first array:[/]")
-        console.print(report.arrays[0].script, markup=False)
+        console.print(report.arrays[0].script, markup=False, soft_wrap=True)
     if report.waiting_jobs:
         console.print(f"{report.waiting_jobs:,} pending jobs wait for room in the queue: "
                       "`submit` again later, or `monitor --submit` tops the queue up.")
