@@ -340,3 +340,25 @@ def test_reset_gives_an_exhausted_job_a_fresh_budget(tmp_path: Path,
     assert jobs["realization=0,redshift=2.0"]["state"] == "failed"
     code, _, err = run(["retry", str(config), *args, "--reset", "realization=9"], capsys)
     assert code == 2 and "no such job" in err
+
+
+@pytest.mark.slow
+def test_local_backend_enforces_the_time_limit(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Like Slurm, the local backend ends a task at its limit: class timeout, limit escalated."""
+    command = "'if [ \"$CAMPAIGNS_ATTEMPT\" = 1 ]; then sleep 600; fi; echo ok > {output}'"
+    config = write_campaign(tmp_path, n=1, command=command)
+    text = config.read_text().replace("max_retries: 2", "max_retries: 1")
+    config.write_text(text + "  timeout_hours: 0.0166\n")
+    args = ["--root", str(tmp_path)]
+    assert run(["init", str(config), *args], capsys)[0] == 0
+    assert run(["submit", str(config), *args, "--backend", "local", "--limit", "1"], capsys)[0] == 0
+    started = time.monotonic()
+    monitor_until_done(config, tmp_path, capsys, 150)
+    assert 55 < time.monotonic() - started < 120
+    (job,) = [j for j in status_json(config, tmp_path, capsys, "--verbose")["jobs"]
+              if j["attempts"]]
+    assert job["state"] == "failed" and job["failure_class"] == "timeout"
+    assert "interrupted" in Path(job["log"]).read_text()
+    report = monitor_until_done(config, tmp_path, capsys, 120, "--submit")
+    assert report["counts"]["completed"] == 2
