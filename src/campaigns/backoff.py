@@ -41,19 +41,23 @@ class BackoffPolicy:
         """Delay in seconds after failed attempt `attempt` (1-based), before jitter."""
         if attempt < 1:
             raise ValueError("attempt numbers start at 1")
-        # Cap the exponent's effect before it overflows: factor**n grows fast.
-        delay = self.base_seconds
-        for _ in range(attempt - 1):
-            delay *= self.factor
-            if delay >= self.max_seconds:
-                return self.max_seconds
+        if self.base_seconds <= 0 or self.factor == 1:
+            # No growth: also keeps huge attempt numbers O(1) (a loop would spin for ages).
+            return min(self.max_seconds, self.base_seconds)
+        try:
+            delay = self.base_seconds * self.factor ** (attempt - 1)
+        except OverflowError:  # factor**n beyond float range: far past the cap anyway
+            return self.max_seconds
         return min(self.max_seconds, delay)
 
     def delay(self, attempt: int, draw: float) -> float:
         """Jittered delay; `draw` is a uniform random number in [0, 1)."""
         if not 0.0 <= draw <= 1.0:
             raise ValueError("draw must lie in [0, 1]")
-        return self.base_delay(attempt) * (1.0 - self.jitter + 2.0 * self.jitter * draw)
+        base = self.base_delay(attempt)
+        low, high = base * (1.0 - self.jitter), base * (1.0 + self.jitter)
+        # Clamped: rounding must never push the delay out of its documented interval.
+        return min(high, max(low, base * (1.0 - self.jitter + 2.0 * self.jitter * draw)))
 
     def next_retry_at(self, failed_at: datetime, attempt: int, draw: float) -> datetime:
         """When a job whose attempt `attempt` ended at `failed_at` may run again."""

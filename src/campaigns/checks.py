@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from campaigns.errors import ConfigError
-from campaigns.spec import COMMAND_FIELDS, OUTPUT_FIELDS, Axis, Override, ParamValue
+from campaigns.spec import COMMAND_FIELDS, OUTPUT_FIELDS, Axis, Override, ParamValue, canonical
 from campaigns.yamlsource import KeyPath
 
 #: A string parameter value may only hold these characters: it reaches paths and shells.
@@ -45,6 +45,9 @@ def build_axes(parameters: Mapping[str, Any], locate: Locate) -> tuple[Axis, ...
             if len(values) == 0:
                 raise locate.error(f"range {bounds} has no values (stop is excluded), so the "
                                    "campaign would have zero jobs.", where + ("range",))
+            if len(values) > MAX_JOBS:  # before building it: a typo like 10**12 must not eat memory
+                raise locate.error(f"range {bounds} has {len(values):,} values, more than the "
+                                   f"{MAX_JOBS:,} jobs one campaign can hold.", where + ("range",))
             axes.append(Axis(label, (label,), tuple((v,) for v in values)))
         else:
             columns = {name: _values(vals, where + ("zip", name), locate)
@@ -54,23 +57,44 @@ def build_axes(parameters: Mapping[str, Any], locate: Locate) -> tuple[Axis, ...
                 detail = ", ".join(f"{n}: {k}" for n, k in lengths.items())
                 raise locate.error(f"zipped lists must have the same length ({detail}).",
                                    where + ("zip",))
-            axes.append(Axis(label, tuple(columns), tuple(zip(*columns.values()))))
+            axes.append(Axis(label, tuple(columns), tuple(zip(*columns.values(), strict=True))))
+        zipped = isinstance(spec, dict) and "zip" in spec
         for name in axes[-1].names:
+            place = where + ("zip", name) if zipped else where
             if name in seen:
                 raise locate.error(f"parameter '{name}' is defined twice (also in '{seen[name]}').",
-                                   where)
+                                   place)
             if name in COMMAND_FIELDS:
-                raise locate.error(f"'{name}' is a reserved placeholder name; rename the parameter.",
-                                   where)
-            if not name.isidentifier():
+                raise locate.error(f"'{name}' is a reserved placeholder name; rename the "
+                                   "parameter.", place)
+            if not isinstance(name, str) or not name.isidentifier():
                 raise locate.error(f"parameter name '{name}' must be a valid identifier "
-                                   "(letters, digits, underscores).", where)
+                                   "(letters, digits, underscores).", place)
             seen[name] = label
+        _check_distinct(axes[-1], where, locate, zipped=zipped)
     total = math.prod(len(a.rows) for a in axes)
     if total > MAX_JOBS:
         raise locate.error(f"the parameters expand to {total:,} jobs, more than the "
-                           f"{MAX_JOBS:,} one campaign can hold; split the campaign.", ("parameters",))
+                           f"{MAX_JOBS:,} one campaign can hold; split the campaign.",
+                           ("parameters",))
     return tuple(axes)
+
+
+def _check_distinct(axis: Axis, where: KeyPath, locate: Locate, *, zipped: bool) -> None:
+    """Two positions of one axis must not give the same job key (`1` and `'1'`, or a repeat)."""
+    first: dict[tuple[str, ...], int] = {}
+    for index, row in enumerate(axis.rows):
+        text = tuple(canonical(v) for v in row)
+        if text in first:
+            other = axis.rows[first[text]]
+            same = ", ".join(f"{n}={canonical(v)}" for n, v in zip(axis.names, row, strict=True))
+            same_types = all(type(a) is type(b) for a, b in zip(other, row, strict=True))
+            detail = ("" if other == row and same_types
+                      else " (values of different types that read the same)")
+            place = where + (("zip", axis.names[0], index) if zipped else (index,))
+            raise locate.error(f"entries {first[text] + 1} and {index + 1} of '{axis.label}' both "
+                               f"give {same}{detail}; every job needs its own values.", place)
+        first[text] = index
 
 
 def _values(values: list[Any], where: KeyPath, locate: Locate) -> list[ParamValue]:
@@ -110,26 +134,49 @@ def template_fields(template: str) -> list[tuple[str, str]]:
 def check_templates(command: str, output: str, axes: tuple[Axis, ...], locate: Locate) -> None:
     """Placeholders in `job.command` and `job.output` must name known values."""
     names = [n for axis in axes for n in axis.names]
-    samples = {n: axis.rows[0][i] for axis in axes for i, n in enumerate(axis.names)}
+    # Every distinct value (by type too): `{x:03d}` fits 1 but not 2.5 further down the list.
+    samples: dict[str, list[Any]] = {}
+    for axis in axes:
+        for i, n in enumerate(axis.names):
+            distinct = {(type(row[i]), row[i]): row[i] for row in axis.rows}
+            samples[n] = list(distinct.values())
+    samples.update({n: [v] for n, v in _FIELD_SAMPLES.items() if n not in samples})
     for key, template, extra in (("command", command, COMMAND_FIELDS),
                                  ("output", output, OUTPUT_FIELDS)):
         where: KeyPath = ("job", key)
         try:
             fields = template_fields(template)
         except ValueError as exc:
-            raise locate.error(f"bad placeholder in {key}: {exc}.", where) from None
+            problem = _FORMAT_PROBLEMS.get(str(exc), str(exc).rstrip("."))
+            raise locate.error(f"bad placeholder in {key}: {problem}.", where,
+                               hint="Placeholders are {name} or {name:format}; write {{ or }} "
+                                    "for a literal brace.") from None
         for name, spec in fields:
-            if name in samples:
-                try:
-                    format(samples[name], spec)
-                except (ValueError, TypeError):
-                    raise locate.error(
-                        f"format '{{{name}:{spec}}}' does not fit the value {samples[name]!r} of "
-                        f"'{name}'.", where) from None
-            elif name not in extra:
+            if name in names or name in extra:
+                for value in samples[name]:
+                    try:
+                        format(value, spec)
+                    except (ValueError, TypeError):
+                        raise locate.error(
+                            f"format '{{{name}:{spec}}}' does not fit the value {value!r} of "
+                            f"'{name}'.", where) from None
+            else:
                 known = names + list(extra)
                 raise locate.error(f"unknown placeholder '{{{name}}}' in {key}"
                                    f"{did_you_mean(name, known)} Known: {', '.join(known)}.", where)
+
+
+#: Python's words for broken format strings, in the user's terms.
+_FORMAT_PROBLEMS = {
+    "Single '}' encountered in format string": "a '}' that closes no '{'",
+    "Single '{' encountered in format string": "a '{' that is never closed",
+    "expected '}' before end of string": "a '{' that is never closed",
+    "unexpected '{' in field name": "a '{' that is not closed before the next '{'",
+}
+
+#: Values like those the extra placeholders take, to test their format specs.
+_FIELD_SAMPLES: dict[str, Any] = {"output": "r0/out.h5", "job_key": "a=1", "attempt": 1,
+                                  "campaign_dir": "/c/v1_x", "compression": "gzip"}
 
 
 def check_resources(merged: Mapping[str, Any], overrides: tuple[Override, ...],
@@ -137,7 +184,8 @@ def check_resources(merged: Mapping[str, Any], overrides: tuple[Override, ...],
     """Every job type and memory level named anywhere must be defined."""
     job_types = merged.get("job_types", {})
     levels = merged.get("memory_levels", {})
-    places: list[tuple[KeyPath, Mapping[str, Any]]] = [(("resources",), merged.get("resources", {}))]
+    places: list[tuple[KeyPath, Mapping[str, Any]]] = [
+        (("resources",), merged.get("resources", {}))]
     places += [(("overrides", i, "resources"), o.resources) for i, o in enumerate(overrides)]
     for where, section in places:
         for key, known, what in (("job_type", job_types, "job type"),
@@ -147,5 +195,6 @@ def check_resources(merged: Mapping[str, Any], overrides: tuple[Override, ...],
                 raise locate.error(
                     f"unknown {what} '{name}'{did_you_mean(name, known)} Known {what}s here: "
                     f"{', '.join(sorted(known)) or 'none'}.", where + (key,),
-                    hint=f"Define it under `{'job_types' if key == 'job_type' else 'memory_levels'}` "
+                    hint=f"Define it under "
+                         f"`{'job_types' if key == 'job_type' else 'memory_levels'}` "
                          "in the machine file or the campaign file.")

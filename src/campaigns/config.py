@@ -8,6 +8,7 @@ is pure, so tests build specs from inline YAML strings. Every problem is a
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 import os
@@ -20,9 +21,9 @@ import jsonschema
 import yaml
 
 from campaigns import checks
-from campaigns.checks import did_you_mean
 from campaigns.backoff import BackoffPolicy
-from campaigns.errors import ConfigError
+from campaigns.checks import did_you_mean
+from campaigns.errors import ConfigError, format_key_path
 from campaigns.spec import (
     Axis,
     CampaignSpec,
@@ -58,10 +59,17 @@ def read_document(path: Path, what: str = "campaign file") -> Document:
     except FileNotFoundError:
         raise ConfigError(f"{what} not found.", file=str(path),
                           hint="Check the path; it is relative to the current directory.") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the {what}: {exc.__class__.__name__}: {exc}.",
-                          file=str(path)) from None
-    return parse(text, str(path))
+    except IsADirectoryError:
+        raise ConfigError(f"the {what} path is a directory, not a YAML file.", file=str(path),
+                          hint="Give the path of the YAML file itself.") from None
+    except PermissionError:
+        raise ConfigError(f"no permission to read the {what}.", file=str(path)) from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"the {what} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x}).",
+                          file=str(path), line=line,
+                          hint="Save it as UTF-8 (plain ASCII is fine).") from None
+    return parse(text, str(path), what)
 
 
 def resolve_machine_path(campaign: Document, config_root: Path = CONFIG_ROOT) -> Path:
@@ -83,7 +91,8 @@ def resolve_machine_path(campaign: Document, config_root: Path = CONFIG_ROOT) ->
     if not path.is_file():
         known = known_machines(config_root)
         raise ConfigError(
-            f"unknown machine '{name}'. Known machines: {', '.join(known)}{did_you_mean(name, known)}",
+            f"unknown machine '{name}'. Known machines: {', '.join(known)}"
+            f"{did_you_mean(name, known)}",
             file=campaign.path, key_path=("campaign", "machine"),
             line=campaign.line_of(("campaign", "machine")),
             hint="Or give a path to your own machine file, relative to the campaign file.",
@@ -109,17 +118,43 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+def merge_resources(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`deep_merge` for a `resources` section: a later memory level beats an earlier `memory`.
+
+    `memory` and `memory_requirement` are two spellings of one setting, so a later
+    tier that names only a level must not be shadowed by an earlier explicit size.
+    """
+    out = deep_merge(base, over)
+    if "memory_requirement" in over and "memory" not in over:
+        out.pop("memory", None)
+    return out
+
+
 def config_hash(merged: Mapping[str, Any]) -> str:
     """Stable hash of a merged config (sorted-key JSON)."""
-    text = json.dumps(merged, sort_keys=True, separators=(",", ":"), default=str)
+    text = json.dumps(_text_keys(merged), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _text_keys(value: Any) -> Any:
+    # Free-form sections may use numbers as keys; sorting mixed key types would fail.
+    if isinstance(value, Mapping):
+        return {str(k): _text_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_text_keys(v) for v in value]
+    return value
 
 
 def build_spec(campaign: Document, machine: Document, schema: Mapping[str, Any]) -> CampaignSpec:
     """Merge the two tiers, validate them, and build the campaign's spec (pure)."""
     merged = deep_merge(machine.data, campaign.data)
-    merged.setdefault("machine", {}).setdefault("name", Path(machine.path).stem)
+    base_resources, over_resources = machine.data.get("resources"), campaign.data.get("resources")
+    if isinstance(base_resources, Mapping) and isinstance(over_resources, Mapping):
+        merged["resources"] = merge_resources(base_resources, over_resources)
+    if isinstance(merged.setdefault("machine", {}), dict):
+        merged["machine"].setdefault("name", Path(machine.path).stem)
     locate = Locator((campaign, machine))
+    check_keys(merged, locate)
     validate_schema(merged, schema, locate)
     axes = checks.build_axes(merged["parameters"], locate)
     job = merged["job"]
@@ -162,53 +197,152 @@ def validate_schema(merged: Mapping[str, Any], schema: Mapping[str, Any], locate
     problems = [_explain(error, locate) for error in validator.iter_errors(merged)]
     if not problems:
         return
-    problems.sort(key=lambda e: (e.file != locate.documents[0].path, e.line or 0))
+    # The campaign file before the machine file, then by line; problems without a line last.
+    problems.sort(key=lambda e: (e.file != locate.documents[0].path, e.line is None, e.line or 0))
     first = problems[0]
     if len(problems) > 1:
         more = len(problems) - 1
-        first = ConfigError(first.message, file=first.file, key_path=first.key_path, line=first.line,
+        first = ConfigError(first.message, file=first.file, key_path=first.key_path,
+                            line=first.line,
                             hint=(first.hint + " " if first.hint else "")
-                            + f"({more} more problem{'s' if more > 1 else ''}: run `validate` again "
-                            "after fixing this one.)")
+                            + f"({more} more problem{'s' if more > 1 else ''}: run `validate` "
+                            "again after fixing this one.)")
     raise first
 
 
-def _explain(error: jsonschema.ValidationError, locate: Locator) -> ConfigError:
+def check_keys(value: Any, locate: Locator, path: KeyPath = ()) -> None:
+    """Every key outside `science` must be text (YAML reads `1`, `on`, `no` as other types)."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                file, line = locate.where(path + (key,))
+                written = locate.spelling(path + (key,)) or _show(key)
+                raise ConfigError(
+                    f"the key '{written}' is not text: YAML reads unquoted numbers, and words "
+                    f"like on/off/yes/no, as numbers or booleans (this one as {_show(key)}).",
+                    file=file, line=line, key_path=path + (written,),
+                    hint=f"Put the key in quotes: '{written}'.")
+            if path or key != "science":
+                check_keys(item, locate, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_keys(item, locate, path + (index,))
+
+
+_TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "text",
+               "object": "a mapping", "array": "a list", "boolean": "a boolean (true/false)",
+               "null": "nothing"}
+
+
+def _explain(error: jsonschema.ValidationError, locate: Locator,
+             description: str | None = None) -> ConfigError:
     path: KeyPath = tuple(error.absolute_path)
     kind = error.validator
+    own = error.schema.get("description") if isinstance(error.schema, dict) else None
+    description = own or description
+    # A section's description says what it is for, not what to write: no help as a hint.
+    section = isinstance(error.schema, dict) and error.schema.get("type") == "object"
+    hint = f"Expected: {description}" if description and not section else None
     if kind == "additionalProperties" and isinstance(error.instance, dict):
         allowed = sorted(error.schema.get("properties", {}))
         unknown = [k for k in error.instance if k not in allowed]
         key = unknown[0] if unknown else ""
-        where = f" in '{'.'.join(map(str, path))}'" if path else " at the top level"
+        where = f" in '{format_key_path(path)}'" if path else " at the top level"
         allowed_text = f" Allowed keys here: {', '.join(allowed)}." if allowed else ""
-        return locate.error(f"unknown key '{key}'{where}{did_you_mean(key, allowed)}{allowed_text}",
-                            path + (key,))
+        return locate.error(f"unknown key '{key}'{where}{did_you_mean(str(key), allowed)}"
+                            f"{allowed_text}", path + (key,))
     if kind == "required":
         missing = [k for k in error.validator_value if k not in error.instance]
-        return locate.error(f"missing required key '{missing[0] if missing else '?'}'.", path)
+        name = missing[0] if missing else "?"
+        strays = [str(k) for k in error.instance
+                  if k not in (error.schema.get("properties") or {})]
+        close = difflib.get_close_matches(name, strays, n=1, cutoff=0.6)
+        typo = f" Is '{close[0]}' a misspelling of it?" if close else ""
+        what = "section" if not path else "key"
+        about = ((error.schema.get("properties") or {}).get(name) or {}).get("description")
+        return locate.error(f"missing required {what} '{name}'.{typo}", path + (name,),
+                            hint=f"`{name}`: {about}" if about else None)
     if kind == "type":
         wanted = error.validator_value
-        wanted_text = " or ".join(wanted) if isinstance(wanted, list) else wanted
-        return locate.error(
-            f"expected {wanted_text}, got {_type_name(error.instance)} {error.instance!r}.", path)
+        words = [str(_TYPE_WORDS.get(w, w))
+                 for w in (wanted if isinstance(wanted, list) else [wanted])]
+        wanted_text = ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
+        empty = "an empty entry" if path and isinstance(path[-1], int) else "the key has no value"
+        got = (f"nothing ({empty})" if error.instance is None
+               else f"{_type_name(error.instance)}{_shown_scalar(error.instance)}")
+        if error.instance is None and wanted == "object":
+            hint = "Give the section its keys, or delete the empty section."
+        extra = ""
+        if path == ("machine",) and isinstance(error.instance, str):
+            extra = (f" To choose a machine, write `machine: {error.instance}` inside the "
+                     "`campaign` section; a top-level `machine` section holds machine facts.")
+        return locate.error(f"expected {wanted_text}, got {got}.{extra}", path, hint=hint)
     if kind == "enum":
-        choices = ", ".join(map(str, error.validator_value))
-        return locate.error(f"{error.instance!r} is not allowed; choose one of: {choices}"
+        choices = ", ".join(map(_show, error.validator_value))
+        return locate.error(f"{_show(error.instance)} is not allowed; choose one of: {choices}"
                             f"{did_you_mean(str(error.instance), map(str, error.validator_value))}",
-                            path)
-    if kind == "oneOf" and len(path) == 2 and path[0] == "parameters":
-        return locate.error(
-            f"parameter axis '{path[1]}' must be a list of values, {{range: [start, stop]}}, "
-            f"{{range: [start, stop, step]}} (integers, stop excluded) or {{zip: {{name: [values], ...}}}}"
-            f"{_axis_hint(error.instance)}", path)
-    if kind == "oneOf" and error.context:
-        best = jsonschema.exceptions.best_match(error.context)
-        if best is not None:
-            return _explain(best, locate)
-    description = error.schema.get("description") if isinstance(error.schema, dict) else None
-    text = f"{error.message}."
-    return locate.error(text, path, hint=f"Expected: {description}" if description else None)
+                            path, hint=hint)
+    if kind == "oneOf":
+        branch = _fitting_branch(error)
+        axis = len(path) == 2 and path[0] == "parameters"
+        if branch is not None:
+            best = jsonschema.exceptions.best_match(branch)
+            if best is not None and not (axis and best.validator == "required"):
+                return _explain(best, locate, description)
+        if axis:
+            return locate.error(
+                f"parameter axis '{path[1]}' must be a list of values, {{range: [start, stop]}}, "
+                f"{{range: [start, stop, step]}} (integers, stop excluded) or "
+                f"{{zip: {{name: [values], ...}}}}{_axis_hint(error.instance)}", path)
+        if error.context:
+            best = jsonschema.exceptions.best_match(error.context)
+            if best is not None:
+                return _explain(best, locate, description)
+    limits = {"minimum": "at least", "exclusiveMinimum": "greater than",
+              "maximum": "at most", "exclusiveMaximum": "less than"}
+    if kind in limits:
+        return locate.error(f"must be {limits[kind]} {_show(error.validator_value)}, "
+                            f"got {_show(error.instance)}.", path, hint=hint)
+    if kind in ("minLength", "minProperties", "minItems") and not error.instance:
+        return locate.error("must not be empty.", path, hint=hint)
+    if kind in ("minItems", "maxItems"):
+        bound = "at least" if kind == "minItems" else "at most"
+        return locate.error(f"needs {bound} {error.validator_value} items, got "
+                            f"{len(error.instance)}.", path, hint=hint)
+    if kind == "pattern":
+        return locate.error(f"{_show(error.instance)} is not in the expected form.", path,
+                            hint=hint)
+    return locate.error(f"{error.message}.", path, hint=hint)
+
+
+def _fitting_branch(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError] | None:
+    """The errors of the one `oneOf` branch the value was evidently meant for, if there is one."""
+    branches: dict[Any, list[jsonschema.ValidationError]] = {}
+    for sub in error.context or ():
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    # A branch whose type (or required key) the value does not even have was not meant.
+    fitting = [errs for errs in branches.values()
+               if not any(e.validator == "type" and not e.relative_path for e in errs)]
+    if len(fitting) > 1:
+        fitting = [errs for errs in fitting
+                   if not any(e.validator == "required" and not e.relative_path for e in errs)]
+    return fitting[0] if len(fitting) == 1 else None
+
+
+def _show(value: Any) -> str:
+    """A value as a user would write it in YAML (no Python reprs)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return repr(value)
+    text = json.dumps(_text_keys(value), default=str, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _shown_scalar(value: Any) -> str:
+    return "" if isinstance(value, (dict, list)) else f" {_show(value)}"
 
 
 def _axis_hint(instance: Any) -> str:
@@ -217,12 +351,12 @@ def _axis_hint(instance: Any) -> str:
         if keys:
             return f"; unknown key '{keys[0]}'{did_you_mean(keys[0], ['range', 'zip'])}"
         if "range" in instance:
-            return f"; got range {instance['range']!r}."
+            return f"; got range {_show(instance['range'])}."
     return "."
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "the string", bool: "the boolean",
+    return {dict: "a mapping", list: "a list", str: "the text", bool: "the boolean",
             int: "the integer", float: "the number", type(None): "nothing (null)"}.get(
         type(value), type(value).__name__)
 
@@ -237,7 +371,8 @@ def _output_template(job: Mapping[str, Any], outputs: Mapping[str, Any], locate:
     template = output or scheme
     if not template:
         raise locate.error("no output template: set `job.output` (or its alias "
-                           "`outputs.naming_scheme`), e.g. \"r{realization:04d}/mock.hdf5\".", ("job",))
+                           "`outputs.naming_scheme`), e.g. \"r{realization:04d}/mock.hdf5\".",
+                           ("job",))
     return str(template)
 
 
@@ -286,16 +421,26 @@ def _overrides(entries: list[Mapping[str, Any]], axes: tuple[Axis, ...],
             allowed = tuple(wanted) if isinstance(wanted, list) else (wanted,)
             override = Override(match={name: allowed}, resources={}, execution={})
             if not any(override.selects({name: v}) for v in values[name]):
-                raise locate.error(f"override value {wanted!r} for '{name}' matches no job "
+                raise locate.error(f"override value {_show(wanted)} for '{name}' matches no job "
                                    f"(values on that axis: {_preview(values[name])}).", where)
             match[name] = allowed
-        out.append(Override(match=match, resources=entry.get("resources", {}),
-                            execution=entry.get("execution", {})))
+        override = Override(match=match, resources=entry.get("resources", {}),
+                            execution=entry.get("execution", {}))
+        for axis in axes:
+            # Zipped parameters vary together: each value may occur, yet never the combination.
+            names = [n for n in axis.names if n in match]
+            if len(names) > 1 and not any(override.admits(dict(zip(axis.names, row, strict=True)))
+                                          for row in axis.rows):
+                wanted = " and ".join(f"{n}={_show(entry['match'][n])}" for n in names)
+                raise locate.error(f"override matches no job: the zipped parameters of "
+                                   f"'{axis.label}' never take {wanted} together.",
+                                   ("overrides", index, "match"))
+        out.append(override)
     return tuple(out)
 
 
 def _preview(values: list[ParamValue], limit: int = 8) -> str:
-    shown = ", ".join(map(repr, values[:limit]))
+    shown = ", ".join(map(_show, values[:limit]))
     return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
 
 

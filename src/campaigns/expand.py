@@ -16,8 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from campaigns.checks import template_fields
-from campaigns.config import deep_merge
-from campaigns.spec import CampaignSpec, JobGroup, ParamValue, Resources, memory_mb
+from campaigns.config import merge_resources
+from campaigns.spec import (  # noqa: F401 -- canonical is part of this module's API
+    CampaignSpec,
+    JobGroup,
+    ParamValue,
+    Resources,
+    canonical,
+    memory_mb,
+)
 
 SAFE_PATH = re.compile(r"^[A-Za-z0-9_.+\-=,:@%/]+$")
 
@@ -42,26 +49,18 @@ class Expansion:
     groups: list[JobGroup]
 
 
-def canonical(value: ParamValue) -> str:
-    """The text of a value in job keys: ints as written, floats by repr, bools lower-case."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
 def _typed(name: str, value: ParamValue) -> str:
     return f"{name}\x1e{type(value).__name__}\x1e{canonical(value)}"
 
 
 def job_uid(params: Mapping[str, ParamValue]) -> str:
-    """10 hex digits identifying the parameter values *and* their types."""
+    """16 hex digits identifying the parameter values *and* their types."""
     return _uid("\x1f".join(_typed(k, v) for k, v in params.items()))
 
 
 def _uid(typed: str) -> str:
-    return hashlib.blake2b(typed.encode(), digest_size=5).hexdigest()
+    # 64 bits: with 5 million jobs a collision has odds of about 1e-6 (40 bits: near certain).
+    return hashlib.blake2b(typed.encode(), digest_size=8).hexdigest()
 
 
 def expand(spec: CampaignSpec) -> Expansion:
@@ -74,40 +73,46 @@ def expand(spec: CampaignSpec) -> Expansion:
     for axis in axes:
         infos = []
         for row in axis.rows:
-            fragment = ",".join(f"{n}={canonical(v)}" for n, v in zip(axis.names, row))
-            typed = "\x1f".join(_typed(n, v) for n, v in zip(axis.names, row))
+            fragment = ",".join(f"{n}={canonical(v)}" for n, v in zip(axis.names, row, strict=True))
+            typed = "\x1f".join(_typed(n, v) for n, v in zip(axis.names, row, strict=True))
             mask = all_bits
             for bit, override in enumerate(spec.overrides):
-                for n, v in zip(axis.names, row):
-                    if n in override.match and not override.selects({n: v}):
-                        mask &= ~(1 << bit)
+                if not override.admits(dict(zip(axis.names, row, strict=True))):
+                    mask &= ~(1 << bit)
             infos.append((fragment, typed, mask))
         row_info.append(infos)
     group_of_mask: dict[int, int] = {}
     groups: list[JobGroup] = []
     jobs: list[JobSpec] = []
     seen_outputs: dict[str, str] = {}
+    seen_keys: dict[str, int] = {}
     output_template = spec.output
     for index, rows in enumerate(itertools.product(*(range(len(a.rows)) for a in axes))):
         values: list[ParamValue] = []
         fragments = []
-        typed = []
+        typed_parts: list[str] = []
         mask = all_bits
-        for axis, infos, r in zip(axes, row_info, rows):
+        for axis, infos, r in zip(axes, row_info, rows, strict=True):
             values.extend(axis.rows[r])
             fragment, typed_fragment, row_mask = infos[r]
             fragments.append(fragment)
-            typed.append(typed_fragment)
+            typed_parts.append(typed_fragment)
             mask &= row_mask
-        params = dict(zip(names, values))
+        params = dict(zip(names, values, strict=True))
         key = ",".join(fragments)
+        if key in seen_keys:
+            # Only string values holding ',' or '=' can do this: they read like the separators.
+            raise spec.error(f"two different jobs get the same key '{key}': a "
+                             "string value that contains ',' or '=' reads like another "
+                             "parameter. Remove those characters from the values.", ("parameters",))
+        seen_keys[key] = index
         output = output_template.format(**params, job_key=key)
         _check_output(spec, output, key, seen_outputs)
         group = group_of_mask.get(mask)
         if group is None:
             group = group_of_mask[mask] = len(groups)
             groups.append(resolve_group(spec, mask, group))
-        jobs.append(JobSpec(index, key, _uid("\x1f".join(typed)), params, output, group))
+        jobs.append(JobSpec(index, key, _uid("\x1f".join(typed_parts)), params, output, group))
     return Expansion(jobs, groups)
 
 
@@ -132,7 +137,7 @@ def resolve_group(spec: CampaignSpec, override_mask: int, index: int) -> JobGrou
     execution: dict[str, Any] = {}
     for bit, override in enumerate(spec.overrides):
         if override_mask & (1 << bit):
-            section = deep_merge(section, override.resources)
+            section = merge_resources(section, override.resources)
             execution.update(override.execution)
     job_type = section.get("job_type")
     fields = dict(spec.job_types.get(job_type, {})) if job_type else {}

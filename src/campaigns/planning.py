@@ -58,25 +58,34 @@ def task_resources(resources: Resources, jobs_per_task: int) -> Resources:
 def plan_arrays(pending: Sequence[tuple[int, int]], groups: Mapping[int, JobGroup], *,
                 batch_size: int, max_array_size: int | None, jobs_per_task: int,
                 capacity: int, limit: int | None = None) -> Plan:
-    """Arrays for `pending` (job id, group id) pairs, in job order within each group."""
+    """Arrays for `pending` (job id, group id) pairs, in job order within each group.
+
+    The planned jobs are always the first ones of `pending` (at most `limit` of them),
+    as many as fit in `capacity` tasks: jobs run in the order the campaign lists them,
+    whichever group they are in.
+    """
     per_array = batch_size if max_array_size is None else min(batch_size, max_array_size)
     per_array = max(1, per_array)
-    budget_jobs = len(pending) if limit is None else min(limit, len(pending))
-    by_group: dict[int, list[int]] = {}
-    for job_id, group in pending[:budget_jobs]:
-        by_group.setdefault(group, []).append(job_id)
-    arrays: list[ArrayPlan] = []
+    per_task = max(1, jobs_per_task)
+    budget_jobs = len(pending) if limit is None else max(0, min(limit, len(pending)))
     tasks_left = max(0, capacity)
+    by_group: dict[int, list[list[int]]] = {}  # group -> its tasks, in order of first job
     planned = 0
-    for group in sorted(by_group):
-        job_ids = by_group[group]
+    for job_id, group in pending[:budget_jobs]:
+        tasks = by_group.get(group)
+        if tasks is None or len(tasks[-1]) >= per_task:
+            if tasks_left == 0:
+                break
+            tasks = by_group.setdefault(group, [])
+            tasks.append([])
+            tasks_left -= 1
+        tasks[-1].append(job_id)
+        planned += 1
+    arrays: list[ArrayPlan] = []
+    for group, tasks in by_group.items():
         resources = groups[group].resources
-        tasks = [tuple(job_ids[i:i + jobs_per_task]) for i in range(0, len(job_ids), jobs_per_task)]
-        tasks = tasks[:tasks_left]
-        tasks_left -= len(tasks)
         for start in range(0, len(tasks), per_array):
-            chunk = tuple(tasks[start:start + per_array])
-            arrays.append(ArrayPlan(group, chunk, task_resources(resources, jobs_per_task),
-                                    task_parallelism(resources, jobs_per_task)))
-            planned += sum(len(t) for t in chunk)
+            chunk = tuple(tuple(task) for task in tasks[start:start + per_array])
+            arrays.append(ArrayPlan(group, chunk, task_resources(resources, per_task),
+                                    task_parallelism(resources, per_task)))
     return Plan(tuple(arrays), waiting=len(pending) - planned, capacity=capacity)

@@ -25,6 +25,15 @@ _MEMORY_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KkMmGgTt])?[Bb]?\s*$")
 _MEMORY_UNITS_MB = {"k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024, None: 1}
 
 
+def canonical(value: ParamValue) -> str:
+    """The text of a value in job keys: ints as written, floats by repr, bools lower-case."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
 def memory_mb(value: int | str) -> int:
     """Parse a memory request (`4G`, `4000M`, 4000) into whole megabytes."""
     if isinstance(value, int):
@@ -129,6 +138,15 @@ class Override:
     def selects(self, params: Params) -> bool:
         """True when every matched parameter has one of the listed values."""
         return all(_same_value(params[name], allowed) for name, allowed in self.match.items())
+
+    def admits(self, params: Params) -> bool:
+        """True unless a parameter in `params` that this override matches on has another value.
+
+        Parameters the override does not mention, and matched ones absent from `params`,
+        do not rule it out: this judges one axis of the product at a time.
+        """
+        return all(_same_value(value, self.match[name])
+                   for name, value in params.items() if name in self.match)
 
 
 def _same_value(value: ParamValue, allowed: tuple[ParamValue, ...]) -> bool:

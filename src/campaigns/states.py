@@ -138,6 +138,15 @@ class Verdict:
     error: str | None = None
 
 
+def _failure_class(text: Any) -> FailureClass:
+    # A manifest from another version of the worker may name a class this one lacks:
+    # it still failed, so count it as a plain failure rather than crash reconciliation.
+    try:
+        return FailureClass(text or FailureClass.EXIT_CODE.value)
+    except ValueError:
+        return FailureClass.EXIT_CODE
+
+
 def judge(task: TaskState, manifest: Mapping[str, Any] | None, *, lost: bool = False) -> Verdict:
     """Decide a job's state from its task's scheduler state and its manifest, if any.
 
@@ -146,11 +155,11 @@ def judge(task: TaskState, manifest: Mapping[str, Any] | None, *, lost: bool = F
     """
     if manifest is not None:
         code = manifest.get("exit_code")
-        failure = FailureClass(manifest.get("failure") or FailureClass.EXIT_CODE.value)
+        failure = _failure_class(manifest.get("failure"))
         if code == 0 and not manifest.get("failure"):
             return Verdict(JobState.COMPLETED, exit_code=0)
         if failure == FailureClass.EXIT_CODE and task in _SCHEDULER_KILLS:
-            # The scheduler killed the job (time limit, memory, node): its reason beats the bare code.
+            # The scheduler killed the job (time limit, memory, node): its reason beats the code.
             return Verdict(JobState.FAILED, _TASK_FAILURE[task], code,
                            f"killed by the scheduler ({task.value}), exit code {code}")
         return Verdict(JobState.FAILED, failure, code, manifest.get("error") or f"exit code {code}")

@@ -6,6 +6,7 @@ strings; errors are `ConfigError`s naming the file and line.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,22 @@ from campaigns.errors import ConfigError
 
 KeyPath = tuple[str | int, ...]
 # libyaml's parser when PyYAML has it (10x faster; it reports lines the same way).
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """Safe loading, plus YAML 1.2 floats: `1e-5` and `1e12` are numbers, not text.
+
+    PyYAML follows YAML 1.1, where a float needs a dot (`1.0e-5`); scientists write
+    `1e-5` and would silently get a string that no `{x:.3f}` or override can match.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +42,8 @@ class Document:
     path: str
     data: dict[str, Any]
     lines: dict[KeyPath, int] = field(default_factory=dict)
+    #: How keys that YAML did not read as text were written (`on` for the key True).
+    spellings: dict[KeyPath, str] = field(default_factory=dict)
 
     def line_of(self, key_path: KeyPath) -> int | None:
         """Line of `key_path`, or of its nearest written ancestor."""
@@ -51,7 +69,9 @@ def parse(text: str, path: str, what: str = "campaign file") -> Document:
                      else "a mapping of sections")
             raise ConfigError(f"the {what} is empty; it needs at least {needs}.", file=path)
         lines: dict[KeyPath, int] = {}
-        _walk(node, (), lines, path, loader, set())
+        spellings: dict[KeyPath, str] = {}
+        first_line = node.start_mark.line + 1
+        _walk(node, (), lines, path, loader, set(), spellings)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(exc, path) from None
@@ -71,13 +91,13 @@ def parse(text: str, path: str, what: str = "campaign file") -> Document:
         if loader is not None:
             loader.dispose()
     if not isinstance(data, dict):
-        kind = {list: "list", str: "text", int: "number", float: "number", bool: "boolean"}.get(
-            type(data), type(data).__name__)
+        kind = {list: "a list", str: "plain text", int: "a number", float: "a number",
+                bool: "a boolean"}.get(type(data), f"a {type(data).__name__}")
         raise ConfigError(
-            f"the top level must be a mapping of sections (`name: value` lines), not a {kind}.",
-            file=path, line=1,
+            f"the top level must be a mapping of sections (`name: value` lines), not {kind}.",
+            file=path, line=first_line,
         )
-    return Document(path=path, data=data, lines=lines)
+    return Document(path=path, data=data, lines=lines, spellings=spellings)
 
 
 def _syntax_error(exc: yaml.MarkedYAMLError, path: str) -> ConfigError:
@@ -107,7 +127,8 @@ def _key_of(key_node: yaml.Node, loader: Any, path: str, prefix: KeyPath) -> Any
 
 
 def _walk(node: yaml.Node, prefix: KeyPath, lines: dict[KeyPath, int], path: str,
-          loader: Any, active: set[int], merged: bool = False) -> None:
+          loader: Any, active: set[int], spellings: dict[KeyPath, str],
+          merged: bool = False) -> None:
     if id(node) in active:
         raise ConfigError("an alias refers to the structure that contains it (a recursive "
                           "anchor); configs must be trees.", file=path, key_path=prefix,
@@ -121,7 +142,7 @@ def _walk(node: yaml.Node, prefix: KeyPath, lines: dict[KeyPath, int], path: str
                 sources = (value_node.value if isinstance(value_node, yaml.SequenceNode)
                            else [value_node])
                 for source in sources:
-                    _walk(source, prefix, lines, path, loader, active, merged=True)
+                    _walk(source, prefix, lines, path, loader, active, spellings, merged=True)
                 continue
             key = _key_of(key_node, loader, path, prefix)
             if key in seen:
@@ -131,18 +152,20 @@ def _walk(node: yaml.Node, prefix: KeyPath, lines: dict[KeyPath, int], path: str
                     file=path, key_path=prefix + (key,), line=line,
                 )
             seen[key] = line
+            if not isinstance(key, str):
+                spellings[prefix + (key,)] = str(key_node.value)
             if merged:  # keys written next to `<<:` win over merged ones, and so do their lines
                 lines.setdefault(prefix + (key,), line)
             else:
                 lines[prefix + (key,)] = line
-            _walk(value_node, prefix + (key,), lines, path, loader, active, merged)
+            _walk(value_node, prefix + (key,), lines, path, loader, active, spellings, merged)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             if merged:
                 lines.setdefault(prefix + (index,), item.start_mark.line + 1)
             else:
                 lines[prefix + (index,)] = item.start_mark.line + 1
-            _walk(item, prefix + (index,), lines, path, loader, active, merged)
+            _walk(item, prefix + (index,), lines, path, loader, active, spellings, merged)
     active.discard(id(node))
 
 
@@ -159,6 +182,13 @@ class Locator:
                 if doc.has(key_path[:end]):
                     return doc.path, doc.lines[tuple(key_path[:end])]
         return (self.documents[0].path if self.documents else "<config>"), None
+
+    def spelling(self, key_path: KeyPath) -> str | None:
+        """How a non-text key was written in the file (`on`, `1`), if some document wrote it."""
+        for doc in self.documents:
+            if key_path in doc.spellings:
+                return doc.spellings[key_path]
+        return None
 
     def error(self, message: str, key_path: KeyPath, hint: str | None = None) -> ConfigError:
         """A ConfigError located at `key_path`."""
