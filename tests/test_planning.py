@@ -125,7 +125,10 @@ def test_task_resources_scale_time_by_waves(resources: Resources, k: int, parall
     assert task_parallelism(resources, k) == parallel
     scaled = task_resources(resources, k)
     assert scaled.time_minutes == minutes
-    assert replace(scaled, time_minutes=resources.time_minutes) == resources
+    memory = resources.memory_mb * parallel if resources.memory_mb else resources.memory_mb
+    assert scaled.memory_mb == memory  # the jobs running at once each need their memory
+    assert replace(scaled, time_minutes=resources.time_minutes,
+                   memory_mb=resources.memory_mb) == resources
 
 
 def test_plan_uses_scaled_resources() -> None:
@@ -173,3 +176,15 @@ def test_plan_properties(pending, batch_size, max_array_size, jobs_per_task, cap
     budget = len(pending) if limit is None else min(limit, len(pending))
     if capacity >= len(pending):
         assert len(ids) == budget
+
+
+def test_packed_task_asks_for_the_memory_of_the_jobs_it_runs_at_once() -> None:
+    from campaigns.planning import task_resources
+    from campaigns.spec import Resources
+
+    base = Resources(cpus_per_task=4, memory_mb=1000, time_minutes=10)
+    packed = task_resources(base, 8)  # 4 at a time, 2 waves
+    assert (packed.memory_mb, packed.time_minutes) == (4000, 20)
+    mpi = Resources(ntasks_per_node=2, memory_mb=1000, time_minutes=10)
+    assert (task_resources(mpi, 3).memory_mb, task_resources(mpi, 3).time_minutes) == (1000, 30)
+    assert task_resources(Resources(memory_mb=None), 5).memory_mb is None

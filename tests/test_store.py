@@ -92,10 +92,6 @@ def test_create_40000_jobs_in_one_transaction(tmp_path: Path) -> None:
     store.close()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "store.py bug: pysqlite runs CREATE TABLE outside the transaction, so a failed create "
-    "leaves empty tables and is_initialised() says True; fix: isolation_level=None on "
-    "connect plus a 'begin' listener that emits BEGIN"))
 def test_a_failed_create_leaves_nothing_behind(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path}/c.db")
     rows = job_rows(100)
@@ -270,9 +266,6 @@ def test_apply_mixed_updates_events_and_closing(store: Store) -> None:
     assert store.counts() == {"running": 2, "completed": 1, "failed": 1, "pending": 6}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "store.py bug: apply() inserts events with one executemany compiled from the first "
-    "event's keys, so a later event's submission_id/job_id is silently dropped"))
 def test_apply_keeps_every_event_field(store: Store) -> None:
     store.apply([], [], [{"kind": "note", "message": "a"},
                          {"kind": "note", "message": "b", "job_id": 4, "submission_id": 9}],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from campaigns.spec import JobGroup, Resources
 
@@ -46,13 +46,12 @@ def task_parallelism(resources: Resources, jobs_per_task: int) -> int:
 
 
 def task_resources(resources: Resources, jobs_per_task: int) -> Resources:
-    """Per-task request: a packed task runs its jobs in waves, so its time limit scales."""
-    waves = math.ceil(jobs_per_task / task_parallelism(resources, jobs_per_task))
-    if waves == 1:
-        return resources
-    from dataclasses import replace
-
-    return replace(resources, time_minutes=resources.time_minutes * waves)
+    """Per-task request of a packed task: its jobs run `task_parallelism` at a time, in
+    waves, so the time limit scales with the waves and the memory with the jobs at once."""
+    parallel = task_parallelism(resources, jobs_per_task)
+    waves = math.ceil(jobs_per_task / parallel)
+    memory = resources.memory_mb * parallel if resources.memory_mb is not None else None
+    return replace(resources, time_minutes=resources.time_minutes * waves, memory_mb=memory)
 
 
 def plan_arrays(pending: Sequence[tuple[int, int]], groups: Mapping[int, JobGroup], *,

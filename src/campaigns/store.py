@@ -34,6 +34,8 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
+        if value.tzinfo is None:  # naive means UTC here, never local time
+            value = value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc).replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
@@ -145,11 +147,19 @@ events_table = sa.Table(
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite would run CREATE TABLE outside our transaction (a failed `init` then left
+    # empty tables behind); with its own transaction handling off, the BEGIN emitted by
+    # `_sqlite_begin` covers DDL too.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
 
 
 class Store:
@@ -163,6 +173,7 @@ class Store:
             raise StoreError(f"cannot open database URL {url!r}: {exc}") from None
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "begin", _sqlite_begin)
 
     def close(self) -> None:
         """Release connections."""
@@ -176,6 +187,10 @@ class Store:
                 yield conn
         except sa.exc.OperationalError as exc:
             raise StoreError(f"database error on {self.url}: {exc.orig}") from None
+        except sa.exc.IntegrityError as exc:
+            raise StoreError(f"the database refused a change on {self.url} ({exc.orig}); "
+                             "nothing was changed. This is a bug: please report it with the "
+                             "command you ran.") from None
 
     # -- creation ---------------------------------------------------------------
 
@@ -387,7 +402,8 @@ class Store:
                     bulk_update(conn, table, keys, [*columns, *extra],
                                 [{**r, **extra} for r in batch] if extra else batch)
             if events:
-                conn.execute(events_table.insert(), [{"at": now, **e} for e in events])
+                conn.execute(events_table.insert(), [
+                    {"at": now, "job_id": None, "submission_id": None, **e} for e in events])
             if close:
                 conn.execute(submissions_table.update().where(submissions_table.c.id.in_(list(close)))
                              .values(state="closed", closed_at=now))
