@@ -15,9 +15,8 @@ import os
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from campaigns import checks
@@ -34,6 +33,9 @@ from campaigns.spec import (
     QARules,
 )
 from campaigns.yamlsource import Document, KeyPath, Locator, parse
+
+if TYPE_CHECKING:
+    import jsonschema
 
 #: Where machine files and the schema live (ships inside the package).
 CONFIG_ROOT = Path(__file__).resolve().parent / "data"
@@ -100,11 +102,17 @@ def resolve_machine_path(campaign: Document, config_root: Path = CONFIG_ROOT) ->
     return path
 
 
-def load_campaign(path: str | os.PathLike[str], config_root: Path = CONFIG_ROOT) -> CampaignSpec:
-    """Load, merge and validate a campaign file and its machine file."""
+def load_campaign(path: str | os.PathLike[str], config_root: Path = CONFIG_ROOT, *,
+                  validated_hash: str | None = None) -> CampaignSpec:
+    """Load, merge and validate a campaign file and its machine file.
+
+    `validated_hash`: the hash of a merged config already validated (at `init`); when the
+    files still merge to it, the schema validation is skipped (it is most of the cost of
+    a read-only command such as `status`). The semantic checks always run.
+    """
     campaign = read_document(Path(path))
     machine = read_document(resolve_machine_path(campaign, config_root), "machine file")
-    return build_spec(campaign, machine, load_schema(config_root))
+    return build_spec(campaign, machine, load_schema(config_root), validated_hash=validated_hash)
 
 
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,6 +144,13 @@ def config_hash(merged: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _safe_hash(merged: Mapping[str, Any]) -> str | None:
+    try:
+        return config_hash(merged)
+    except (TypeError, ValueError):
+        return None  # not even hashable: certainly not what was validated
+
+
 def _text_keys(value: Any) -> Any:
     # Free-form sections may use numbers as keys; sorting mixed key types would fail.
     if isinstance(value, Mapping):
@@ -145,7 +160,8 @@ def _text_keys(value: Any) -> Any:
     return value
 
 
-def build_spec(campaign: Document, machine: Document, schema: Mapping[str, Any]) -> CampaignSpec:
+def build_spec(campaign: Document, machine: Document, schema: Mapping[str, Any], *,
+               validated_hash: str | None = None) -> CampaignSpec:
     """Merge the two tiers, validate them, and build the campaign's spec (pure)."""
     merged = deep_merge(machine.data, campaign.data)
     base_resources, over_resources = machine.data.get("resources"), campaign.data.get("resources")
@@ -154,8 +170,9 @@ def build_spec(campaign: Document, machine: Document, schema: Mapping[str, Any])
     if isinstance(merged.setdefault("machine", {}), dict):
         merged["machine"].setdefault("name", Path(machine.path).stem)
     locate = Locator((campaign, machine))
-    check_keys(merged, locate)
-    validate_schema(merged, schema, locate)
+    if validated_hash is None or _safe_hash(merged) != validated_hash:
+        check_keys(merged, locate)
+        validate_schema(merged, schema, locate)
     axes = checks.build_axes(merged["parameters"], locate)
     job = merged["job"]
     outputs = merged.get("outputs", {})
@@ -193,6 +210,8 @@ def build_spec(campaign: Document, machine: Document, schema: Mapping[str, Any])
 
 def validate_schema(merged: Mapping[str, Any], schema: Mapping[str, Any], locate: Locator) -> None:
     """Validate against the JSON schema; raise the first problem (by file position)."""
+    import jsonschema  # here, not at the top: read-only commands on a validated config skip it
+
     validator = jsonschema.Draft202012Validator(schema)
     problems = [_explain(error, locate) for error in validator.iter_errors(merged)]
     if not problems:
@@ -236,6 +255,8 @@ _TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "text",
 
 def _explain(error: jsonschema.ValidationError, locate: Locator,
              description: str | None = None) -> ConfigError:
+    import jsonschema
+
     path: KeyPath = tuple(error.absolute_path)
     kind = error.validator
     own = error.schema.get("description") if isinstance(error.schema, dict) else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 import re
 import shlex
@@ -39,6 +40,7 @@ class JobSpec:
     params: dict[str, ParamValue]
     output: str  # relative to catalogs/
     group: int  # index into Expansion.groups
+    params_json: str = ""  # `params` as JSON text (built per axis row: cheap at 100,000 jobs)
 
 
 @dataclass(frozen=True)
@@ -69,17 +71,18 @@ def expand(spec: CampaignSpec) -> Expansion:
     names = spec.parameter_names
     # For each axis row: its key fragment and a bitmask of overrides it does not rule out.
     all_bits = (1 << len(spec.overrides)) - 1
-    row_info: list[list[tuple[str, str, int]]] = []
+    row_info: list[list[tuple[str, str, int, str]]] = []
     for axis in axes:
         infos = []
         for row in axis.rows:
             fragment = ",".join(f"{n}={canonical(v)}" for n, v in zip(axis.names, row, strict=True))
             typed = "\x1f".join(_typed(n, v) for n, v in zip(axis.names, row, strict=True))
+            as_json = json.dumps(dict(zip(axis.names, row, strict=True)))[1:-1]
             mask = all_bits
             for bit, override in enumerate(spec.overrides):
                 if not override.admits(dict(zip(axis.names, row, strict=True))):
                     mask &= ~(1 << bit)
-            infos.append((fragment, typed, mask))
+            infos.append((fragment, typed, mask, as_json))
         row_info.append(infos)
     group_of_mask: dict[int, int] = {}
     groups: list[JobGroup] = []
@@ -91,12 +94,14 @@ def expand(spec: CampaignSpec) -> Expansion:
         values: list[ParamValue] = []
         fragments = []
         typed_parts: list[str] = []
+        json_parts: list[str] = []
         mask = all_bits
         for axis, infos, r in zip(axes, row_info, rows, strict=True):
             values.extend(axis.rows[r])
-            fragment, typed_fragment, row_mask = infos[r]
+            fragment, typed_fragment, row_mask, as_json = infos[r]
             fragments.append(fragment)
             typed_parts.append(typed_fragment)
+            json_parts.append(as_json)
             mask &= row_mask
         params = dict(zip(names, values, strict=True))
         key = ",".join(fragments)
@@ -112,7 +117,8 @@ def expand(spec: CampaignSpec) -> Expansion:
         if group is None:
             group = group_of_mask[mask] = len(groups)
             groups.append(resolve_group(spec, mask, group))
-        jobs.append(JobSpec(index, key, _uid("\x1f".join(typed_parts)), params, output, group))
+        jobs.append(JobSpec(index, key, _uid("\x1f".join(typed_parts)), params, output, group,
+                            "{" + ", ".join(json_parts) + "}"))
     return Expansion(jobs, groups)
 
 

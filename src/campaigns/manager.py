@@ -101,7 +101,8 @@ class CampaignManager:
                  rng: random.Random | None = None,
                  schedulers: Mapping[str, Scheduler] | None = None) -> None:
         self.config_path = Path(config)
-        self.spec = load_campaign(self.config_path)
+        self.spec = load_campaign(self.config_path,
+                                  validated_hash=_validated_hash(self.config_path, root))
         self.layout = Layout.for_campaign(self.spec.slug, self.spec.base_path, root)
         self.db_url = self.layout.db_url(db_url or self.spec.db_url)
         self.clock = clock
@@ -595,10 +596,36 @@ class CampaignManager:
         return CancelReport(n, [s["scheduler_id"] for s in open_subs])
 
 
+def _validated_hash(config: Path, root: str | os.PathLike[str] | None) -> str | None:
+    """The config hash recorded at `init` of the campaign this file names, if any.
+
+    A cheap peek (no validation) at where the campaign lives; any surprise means None,
+    and the full validation then runs and reports problems properly.
+    """
+    try:
+        from campaigns.config import read_document, resolve_machine_path
+        from campaigns.spec import slugify
+
+        campaign = read_document(config)
+        section = campaign.data["campaign"]
+        base = campaign.data.get("outputs", {}).get("base_path")
+        if base is None:
+            machine = read_document(resolve_machine_path(campaign))
+            base = machine.data.get("outputs", {}).get("base_path", "./campaigns")
+        slug = f"{slugify(str(section['version']))}_{slugify(str(section['name']))}"
+        layout = Layout.for_campaign(slug, str(base), root)
+        record = json.loads((layout.metadata / "provenance.json").read_text())
+        value = record.get("config_hash")
+        return value if isinstance(value, str) else None
+    except Exception:  # noqa: BLE001 -- a peek only: the real load reports any problem
+        return None
+
+
 def _job_rows(expansion: Expansion) -> Iterator[dict[str, Any]]:
     for job in expansion.jobs:
         yield {"id": job.index + 1, "key": job.key, "uid": job.uid,
-               "params": json.dumps(job.params), "output": job.output, "group_id": job.group,
+               "params": job.params_json or json.dumps(job.params), "output": job.output,
+               "group_id": job.group,
                "state": "pending", "attempts": 0, "attempts_base": 0, "time_scale": 1.0,
                "memory_scale": 1.0}
 

@@ -180,6 +180,17 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for queries; database errors become StoreError."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"cannot read the campaign database {self.url}: {exc.orig}. If it "
+                             "was made by another version of campaigns, use that version (or "
+                             "start a new campaign version).") from None
+
+    @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """One atomic step."""
         try:
@@ -214,7 +225,7 @@ class Store:
 
     def schema_version(self) -> int:
         """The schema version recorded at creation."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             value = conn.execute(sa.select(meta_table.c.value).where(
                 meta_table.c.key == "schema_version")).scalar_one()
         return int(value)
@@ -223,20 +234,20 @@ class Store:
 
     def campaign(self) -> dict[str, Any]:
         """The campaign row."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             row = conn.execute(sa.select(campaign_table)).mappings().one()
         return dict(row)
 
     def groups(self) -> dict[int, dict[str, Any]]:
         """Job groups by id, resources decoded."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             rows = conn.execute(sa.select(groups_table)).mappings().all()
         return {r["id"]: {"resources": json.loads(r["resources"]), "max_retries": r["max_retries"]}
                 for r in rows}
 
     def counts(self) -> dict[str, int]:
         """Number of jobs per state."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             rows = conn.execute(sa.select(jobs_table.c.state, sa.func.count())
                                 .group_by(jobs_table.c.state)).all()
         return {state: n for state, n in rows}
@@ -259,7 +270,7 @@ class Store:
                                        jobs_table.c.uid.in_(list(keys))))
         if limit is not None and not big:
             query = query.limit(limit)
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             rows = [dict(r) for r in conn.execute(query).mappings()]
         if big:
             id_set = set(ids) if ids is not None else None
@@ -274,7 +285,7 @@ class Store:
         query = sa.select(submissions_table).order_by(submissions_table.c.id)
         if states is not None:
             query = query.where(submissions_table.c.state.in_(list(states)))
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def attempts(self, job_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
@@ -282,7 +293,7 @@ class Store:
         query = sa.select(attempts_table).order_by(attempts_table.c.job_id, attempts_table.c.number)
         if job_ids is not None:
             query = query.where(attempts_table.c.job_id.in_(list(job_ids)))
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def open_task_count(self) -> int:
@@ -290,7 +301,7 @@ class Store:
         query = (sa.select(sa.func.count(sa.distinct(
             sa.tuple_(jobs_table.c.submission_id, jobs_table.c.task_index))))
             .where(jobs_table.c.state.in_(["queued", "running"])))
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             try:
                 return int(conn.execute(query).scalar_one())
             except sa.exc.DBAPIError:  # backends without tuple COUNT DISTINCT
@@ -305,13 +316,13 @@ class Store:
                  .where(attempts_table.c.state == "completed")
                  .where(attempts_table.c.started_at.is_not(None))
                  .where(attempts_table.c.ended_at.is_not(None)))
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return [(end - start).total_seconds() for start, end in conn.execute(query)]
 
     def events(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest events, newest last."""
         query = sa.select(events_table).order_by(events_table.c.id.desc()).limit(limit)
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             rows = [dict(r) for r in conn.execute(query).mappings()]
         return rows[::-1]
 
@@ -423,7 +434,7 @@ class Store:
                                        attempts_table.c.number == latest.c.n)))
         if job_ids is not None and len(job_ids) <= _MAX_IN:
             query = query.where(attempts_table.c.job_id.in_(list(job_ids)))
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             rows = conn.execute(query).all()
         wanted = None if job_ids is None else set(job_ids)
         return {job_id: path for job_id, path in rows
@@ -531,7 +542,7 @@ class Store:
                                   attempts_table.c.number == latest.c.n)))
                  .where(jobs_table.c.state == "completed")
                  .order_by(jobs_table.c.id))
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def mark_invalid(self, job_ids: Sequence[int], errors: Sequence[str],
