@@ -362,3 +362,55 @@ def test_local_backend_enforces_the_time_limit(tmp_path: Path,
     assert "interrupted" in Path(job["log"]).read_text()
     report = monitor_until_done(config, tmp_path, capsys, 120, "--submit")
     assert report["counts"]["completed"] == 2
+
+
+def test_provenance_and_qa_round_trip_through_the_cli(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Config hash agrees across metadata, store and manifests; qa finds exactly the two
+    broken catalogs (exit 1), --requeue plus retry --submit restores a valid campaign."""
+    import sqlite3
+
+    args = ["--root", str(tmp_path)]
+    assert run(["init", str(EXAMPLE), *args], capsys)[0] == 0
+    assert run(["submit", str(EXAMPLE), *args, "--backend", "local"], capsys)[0] == 0
+    report = monitor_until_done(EXAMPLE, tmp_path, capsys)
+    assert report["counts"]["completed"] == 30
+    directory = Path(report["campaign"]["path"])
+    metadata = directory / "metadata"
+    provenance = json.loads((metadata / "provenance.json").read_text())
+    for name in ("campaign_source.yaml", "machine.yaml", "campaign_config.yaml"):
+        assert (metadata / name).is_file()
+    assert (metadata / "campaign_source.yaml").read_text() == EXAMPLE.read_text()
+    assert provenance["versions"]["h5py"] and provenance["python"]
+    db = sqlite3.connect(metadata / "campaign.db")
+    stored = db.execute("select config_hash from campaign").fetchone()[0]
+    job_hashes = {h for (h,) in db.execute("select config_hash from jobs")}
+    manifests = [json.loads(p.read_text()) for p in (directory / "logs").rglob("manifests/*.json")]
+    db.close()
+    assert len(manifests) == 30
+    assert provenance["config_hash"] == stored and job_hashes == {stored}
+    assert {m["config_hash"] for m in manifests} == {stored}
+    assert all(m["outputs"][0]["sha256"] and m["outputs"][0]["size"] > 0 for m in manifests)
+
+    code, out, err = run(["qa", str(EXAMPLE), *args], capsys)
+    assert code == 0, err
+    corrupt = directory / "catalogs" / "r0003" / "mock_z1.500.hdf5"
+    data = bytearray(corrupt.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = b"\0" * 64
+    corrupt.write_bytes(bytes(data))
+    (directory / "catalogs" / "r0007" / "mock_z2.000.hdf5").unlink()
+    code, out, err = run(["qa", str(EXAMPLE), *args], capsys)
+    assert code == 1
+    assert "2 invalid outputs" in err
+    assert "realization=3,redshift=1.5" in err and "realization=7,redshift=2.0" in err
+    latest = json.loads((directory / "qa" / "validation_reports" / "latest.json").read_text())
+    assert sorted(j["key"] for j in latest["invalid"]) == ["realization=3,redshift=1.5",
+                                                            "realization=7,redshift=2.0"]
+    assert len(list((directory / "qa" / "summary_plots").glob("*.png"))) == 4
+    code, out, err = run(["qa", str(EXAMPLE), *args, "--requeue"], capsys)
+    assert code == 1 and "marked 2 jobs failed" in out
+    code, out, err = run(["retry", str(EXAMPLE), *args, "--submit"], capsys)
+    assert code == 0 and "reset 2 failed jobs" in out
+    assert monitor_until_done(EXAMPLE, tmp_path, capsys)["counts"]["completed"] == 30
+    code, out, err = run(["qa", str(EXAMPLE), *args], capsys)
+    assert code == 0 and "all 30 completed outputs valid" in out

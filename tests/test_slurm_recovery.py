@@ -247,3 +247,20 @@ def test_submit_killed_at_random_points_runs_every_job_exactly_once(
     assert report["counts"]["completed"] == 30, report
     counts = {p.name: p.read_text().split() for p in runs.iterdir()}
     assert len(counts) == 30 and all(v == ["1"] for v in counts.values()), counts
+
+
+@pytest.mark.mpi
+def test_mpi_example_runs_with_two_ranks_and_passes_qa(cluster: Cluster, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       leftovers: list[Path]) -> None:
+    from campaigns.cli import main
+
+    example = Path(__file__).resolve().parents[1] / "config" / "examples" / "mpi_campaign.yaml"
+    directory = start(example, tmp_path, capsys, leftovers)
+    report = monitor_until_done(example, tmp_path, capsys)
+    assert report["counts"]["completed"] == 4, report
+    logs = {j["log"] for j in status(example, tmp_path, capsys, "--verbose")["jobs"]}
+    assert all("with 2 rank(s)" in Path(log).read_text() for log in logs)
+    assert main(["qa", str(example), "--root", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert len(list((directory / "catalogs").rglob("*.hdf5"))) == 4

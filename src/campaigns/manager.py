@@ -211,7 +211,7 @@ class CampaignManager:
                           "config": json.dumps(self.spec.merged, default=str)},
                 groups=[{"id": g.index, "resources": json.dumps(g.resources.as_dict()),
                          "max_retries": g.max_retries} for g in expansion.groups],
-                jobs=_job_rows(expansion),
+                jobs=_job_rows(expansion, self.spec.config_hash),
                 now=now)
             store.close()
             from campaigns import provenance
@@ -241,7 +241,7 @@ class CampaignManager:
                 config=json.dumps(self.spec.merged, default=str), config_hash=self.spec.config_hash,
                 groups=[{"id": g.index, "resources": json.dumps(g.resources.as_dict()),
                          "max_retries": g.max_retries} for g in expansion.groups],
-                jobs=_job_rows(expansion), now=self.clock())
+                jobs=_job_rows(expansion, self.spec.config_hash), now=self.clock())
             provenance.write(self.layout, self.spec, self.config_path)
             write_atomic(self.layout.config_file, yaml.safe_dump(dict(self.spec.merged), sort_keys=False))
         return InitReport(str(self.layout.root), len(expansion.jobs), created=False, updated=True,
@@ -329,7 +329,7 @@ class CampaignManager:
         now = self.clock()
         submission_id = store.record_intent(
             {"token": token, "backend": name, "group_id": array.group, "n_tasks": len(array.tasks),
-             "n_jobs": array.n_jobs, "log_dir": ""}, task_rows, now)
+             "n_jobs": array.n_jobs, "log_dir": ""}, task_rows, now, self.spec.config_hash)
         folder = self.layout.array_dir(submission_id)
         request = self._write_array(folder, token, array, jobs, task_rows, name)
         store.set_log_dir(submission_id, str(folder))
@@ -621,11 +621,11 @@ def _validated_hash(config: Path, root: str | os.PathLike[str] | None) -> str | 
         return None
 
 
-def _job_rows(expansion: Expansion) -> Iterator[dict[str, Any]]:
+def _job_rows(expansion: Expansion, config_hash: str) -> Iterator[dict[str, Any]]:
     for job in expansion.jobs:
         yield {"id": job.index + 1, "key": job.key, "uid": job.uid,
                "params": job.params_json or json.dumps(job.params), "output": job.output,
-               "group_id": job.group,
+               "group_id": job.group, "config_hash": config_hash,
                "state": "pending", "attempts": 0, "attempts_base": 0, "time_scale": 1.0,
                "memory_scale": 1.0}
 

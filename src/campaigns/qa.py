@@ -115,6 +115,7 @@ class Target:
     output: str  # relative to catalogs/
     attempt: int | None
     manifest: str | None  # path of the latest attempt's manifest
+    config_hash: str | None = None  # the config the job last ran under (its row's)
 
 
 def run_qa(store: Store, layout: Layout, spec: CampaignSpec, now: datetime, *,
@@ -137,7 +138,8 @@ def run_qa(store: Store, layout: Layout, spec: CampaignSpec, now: datetime, *,
     campaign = store.campaign()
     rows = store.qa_targets()
     ids = {r["key"]: r["id"] for r in rows}
-    targets = [Target(r["key"], r["uid"], r["output"], r["attempt"], r["manifest_path"])
+    targets = [Target(r["key"], r["uid"], r["output"], r["attempt"], r["manifest_path"],
+                      r.get("config_hash"))
                for r in rows]
     results = check_outputs(targets, layout.catalogs, campaign["config_hash"], spec.qa,
                             threads=threads, processes=processes)
@@ -265,7 +267,7 @@ def _check_files(target: Target, catalogs: Path, config_hash: str) -> dict[str, 
     row: dict[str, Any] = {"key": target.key, "uid": target.uid, "output": target.output,
                            "attempt": target.attempt, "ok": False, "problems": problems,
                            "size": None, "sha256": None, "seconds": 0.0}
-    expected = _manifest_entry(target, config_hash, problems)
+    expected = _manifest_entry(target, target.config_hash or config_hash, problems)
     path = catalogs / target.output
     try:
         info = path.stat()

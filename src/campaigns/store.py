@@ -76,6 +76,7 @@ jobs_table = sa.Table(
     sa.Column("params", sa.Text, nullable=False),  # JSON, YAML's types
     sa.Column("output", sa.Text, nullable=False),
     sa.Column("group_id", sa.Integer, nullable=False),
+    sa.Column("config_hash", sa.String(32)),  # the config the job was expanded from (lineage)
     sa.Column("state", sa.String(16), nullable=False, index=True),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     # `retry --reset` gives a fresh budget without renumbering: budget used = attempts - base.
@@ -334,7 +335,7 @@ class Store:
             conn.execute(campaign_table.update().values(backend=backend))
 
     def record_intent(self, submission: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]],
-                      now: datetime) -> int:
+                      now: datetime, config_hash: str | None = None) -> int:
         """Before the scheduler hears of it: a submission row, its attempts, its jobs queued.
 
         `tasks` holds one dict per job: job_id, attempt (number), task_index,
@@ -353,6 +354,8 @@ class Store:
                 jobs_table.update().where(jobs_table.c.id == sa.bindparam("b_id")).values(
                     state="queued", attempts=sa.bindparam("b_attempt"), submission_id=sub_id,
                     task_index=sa.bindparam("b_task"), scheduler_id=None, next_retry_at=None,
+                    # the config this attempt runs under (its manifest will carry the same)
+                    config_hash=config_hash if config_hash else jobs_table.c.config_hash,
                     failure_class=None, exit_code=None, error=None, started_at=None,
                     ended_at=None, updated_at=now),
                 [{"b_id": t["job_id"], "b_attempt": t["attempt"], "b_task": t["task_index"]}
@@ -534,7 +537,8 @@ class Store:
                             sa.func.max(attempts_table.c.number).label("n"))
                   .group_by(attempts_table.c.job_id).subquery())
         query = (sa.select(jobs_table.c.id, jobs_table.c.key, jobs_table.c.uid, jobs_table.c.output,
-                           latest.c.n.label("attempt"), attempts_table.c.manifest_path)
+                           latest.c.n.label("attempt"), attempts_table.c.manifest_path,
+                           jobs_table.c.config_hash)
                  .select_from(jobs_table
                               .outerjoin(latest, latest.c.job_id == jobs_table.c.id)
                               .outerjoin(attempts_table, sa.and_(
