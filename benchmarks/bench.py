@@ -38,9 +38,12 @@ parameters:
   snapshots:
     zip:
       snapshot: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
-      redshift: [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0]
+      redshift: [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.25, 1.5, 1.75,
+                 2.0, 2.25, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0]
 job:
-  command: "python -m campaigns.examples.mock --seed {{realization}} --redshift {{redshift}} --output {{output}}"
+  command: >-
+    python -m campaigns.examples.mock --seed {{realization}} --redshift {{redshift}}
+    --output {{output}}
   output: "r{{realization:04d}}/mock_z{{redshift:.3f}}.hdf5"
 execution: {{batch_size: 1000, max_retries: 3}}
 machine: {{max_queued_jobs: 1000000}}
@@ -81,10 +84,17 @@ def bench_size(n: int, work: Path, repeat: int) -> dict[str, float]:
         return run_command([*CLI, "init", str(config), "--root", str(root)], work)
 
     figures["init_s"], figures["init_rss_mb"] = best_of(repeat, init)
-    figures["status_s"], _ = best_of(repeat, lambda: run_command(
-        [*CLI, "status", str(config), "--root", str(root), "--json"], work))
-    figures["dry_run_s"], _ = best_of(1, lambda: run_command(
-        [*CLI, "submit", str(config), "--root", str(root), "--backend", "local", "--dry-run"], work))
+    figures["status_s"], _ = best_of(
+        repeat,
+        lambda: run_command([*CLI, "status", str(config), "--root", str(root), "--json"], work),
+    )
+    figures["dry_run_s"], _ = best_of(
+        1,
+        lambda: run_command(
+            [*CLI, "submit", str(config), "--root", str(root), "--backend", "local", "--dry-run"],
+            work,
+        ),
+    )
     figures["reconcile_s"] = reconcile_cycle(config, root)
     figures["sqlite_insert_s"] = raw_sqlite_insert(n, work)
     return figures
@@ -97,17 +107,48 @@ def raw_sqlite_insert(n: int, work: Path) -> float:
     start = time.perf_counter()
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("CREATE TABLE jobs (id INTEGER PRIMARY KEY, key TEXT UNIQUE, uid TEXT UNIQUE, "
-                 "params TEXT, output TEXT, group_id INT, state TEXT, attempts INT)")
+    conn.execute(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, key TEXT UNIQUE, uid TEXT UNIQUE, "
+        "params TEXT, output TEXT, group_id INT, state TEXT, attempts INT)"
+    )
     conn.execute("CREATE INDEX ix_state ON jobs (state)")
     rows = []
-    zs = [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0, 3.5, 4.0, 5.0,
-          6.0, 7.0, 8.0]
+    zs = [
+        0.0,
+        0.1,
+        0.2,
+        0.3,
+        0.5,
+        0.7,
+        1.0,
+        1.25,
+        1.5,
+        1.75,
+        2.0,
+        2.25,
+        2.5,
+        3.0,
+        3.5,
+        4.0,
+        5.0,
+        6.0,
+        7.0,
+        8.0,
+    ]
     for i in range(n):
         r, s = divmod(i, 20)
-        rows.append((i + 1, f"realization={r},snapshot={s},redshift={zs[s]!r}", f"{i:010x}",
-                     json.dumps({"realization": r, "snapshot": s, "redshift": zs[s]}),
-                     f"r{r:04d}/mock_z{zs[s]:.3f}.hdf5", 0, "pending", 0))
+        rows.append(
+            (
+                i + 1,
+                f"realization={r},snapshot={s},redshift={zs[s]!r}",
+                f"{i:010x}",
+                json.dumps({"realization": r, "snapshot": s, "redshift": zs[s]}),
+                f"r{r:04d}/mock_z{zs[s]:.3f}.hdf5",
+                0,
+                "pending",
+                0,
+            )
+        )
     conn.executemany("INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?)", rows)
     conn.commit()
     conn.close()
@@ -142,7 +183,9 @@ def reconcile_cycle(config: Path, root: Path) -> float:
             out = {}
             for sid, folder in arrays.items():
                 n_tasks = json.loads((Path(folder) / "array.json").read_text())["n_tasks"]
-                out[sid] = ArrayStatus({i: TaskStatus(TaskState.COMPLETED, 0) for i in range(n_tasks)})
+                out[sid] = ArrayStatus(
+                    {i: TaskStatus(TaskState.COMPLETED, 0) for i in range(n_tasks)}
+                )
             return out
 
         def cancel(self, ids):  # type: ignore[no-untyped-def]
@@ -157,10 +200,19 @@ def reconcile_cycle(config: Path, root: Path) -> float:
         folder = Path(sub["log_dir"])
         for line_text in (folder / "tasks.jsonl").read_text().splitlines():
             for job in json.loads(line_text)["jobs"]:
-                Path(job["manifest"]).write_text(json.dumps(
-                    {"attempt": job["attempt"], "exit_code": 0, "failure": None,
-                     "started_at": "2026-01-01T00:00:00+00:00", "ended_at": "2026-01-01T00:01:00+00:00",
-                     "host": "bench", "outputs": []}))
+                Path(job["manifest"]).write_text(
+                    json.dumps(
+                        {
+                            "attempt": job["attempt"],
+                            "exit_code": 0,
+                            "failure": None,
+                            "started_at": "2026-01-01T00:00:00+00:00",
+                            "ended_at": "2026-01-01T00:01:00+00:00",
+                            "host": "bench",
+                            "outputs": [],
+                        }
+                    )
+                )
     start = time.perf_counter()
     report = manager.monitor_progress()
     elapsed = time.perf_counter() - start
@@ -181,14 +233,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slurm", action="store_true", help="also measure throughput on Slurm")
     parser.add_argument("--slurm-jobs", type=int, default=200)
     args = parser.parse_args(argv)
-    print(f"campaigns benchmarks on {platform.node()}: {os.cpu_count()} CPUs, "
-          f"{platform.python_implementation()} {platform.python_version()}, {platform.platform()}")
+    print(
+        f"campaigns benchmarks on {platform.node()}: {os.cpu_count()} CPUs, "
+        f"{platform.python_implementation()} {platform.python_version()}, {platform.platform()}"
+    )
     startup = python_startup()
     cli_import = best_of(5, lambda: run_command([PYTHON, "-c", "import campaigns.cli"], REPO))[0]
-    manager_import = best_of(5, lambda: run_command(
-        [PYTHON, "-c", "import campaigns.manager"], REPO))[0]
-    print(f"  python start-up {startup:.3f} s; import campaigns.cli {cli_import:.3f} s; "
-          f"import campaigns.manager (SQLAlchemy, jsonschema, ...) {manager_import:.3f} s")
+    manager_import = best_of(
+        5, lambda: run_command([PYTHON, "-c", "import campaigns.manager"], REPO)
+    )[0]
+    print(
+        f"  python start-up {startup:.3f} s; import campaigns.cli {cli_import:.3f} s; "
+        f"import campaigns.manager (SQLAlchemy, jsonschema, ...) {manager_import:.3f} s"
+    )
     targets = {40_000: {"init_s": 1.0, "status_s": 0.3}, 100_000: {"init_s": 2.5}}
     with tempfile.TemporaryDirectory(prefix="campaigns-bench-") as tmp:
         work = Path(tmp)
@@ -196,18 +253,28 @@ def main(argv: list[str] | None = None) -> int:
             f = bench_size(n, work, args.repeat)
             t = targets.get(n, {})
             print(f"\n{n:,} jobs")
-            line("init (whole command)", f"{f['init_s']:.2f} s",
-                 f"target < {t['init_s']} s" if "init_s" in t else "",
-                 f"raw sqlite3 insert {f['sqlite_insert_s']:.2f} s "
-                 f"(ratio {f['init_s'] / f['sqlite_insert_s']:.1f}x)")
+            line(
+                "init (whole command)",
+                f"{f['init_s']:.2f} s",
+                f"target < {t['init_s']} s" if "init_s" in t else "",
+                f"raw sqlite3 insert {f['sqlite_insert_s']:.2f} s "
+                f"(ratio {f['init_s'] / f['sqlite_insert_s']:.1f}x)",
+            )
             line("init peak RSS", f"{f['init_rss_mb']:.0f} MB", "target < 300 MB")
-            line("status --json (whole command)", f"{f['status_s']:.2f} s",
-                 f"target < {t['status_s']} s" if "status_s" in t else "",
-                 f"python start-up + import {manager_import:.2f} s "
-                 f"({f['status_s'] - manager_import:.2f} s of work)")
+            line(
+                "status --json (whole command)",
+                f"{f['status_s']:.2f} s",
+                f"target < {t['status_s']} s" if "status_s" in t else "",
+                f"python start-up + import {manager_import:.2f} s "
+                f"({f['status_s'] - manager_import:.2f} s of work)",
+            )
             line("submit --dry-run (plan + write arrays)", f"{f['dry_run_s']:.2f} s")
-            line("one reconciliation, all jobs finishing", f"{f['reconcile_s']:.2f} s", "",
-                 "1 scheduler poll per backend")
+            line(
+                "one reconciliation, all jobs finishing",
+                f"{f['reconcile_s']:.2f} s",
+                "",
+                "1 scheduler poll per backend",
+            )
     if args.slurm:
         from slurm_throughput import report_throughput  # type: ignore[import-not-found]
 

@@ -26,8 +26,10 @@ nitpicky = True
 def _write_generated() -> None:
     out = HERE / "generated"
     out.mkdir(exist_ok=True)
-    for name, text in (("configuration_reference.rst", config_reference_rst(load_schema())),
-                       ("cli_reference.rst", cli_reference_rst(build_parser()))):
+    for name, text in (
+        ("configuration_reference.rst", config_reference_rst(load_schema())),
+        ("cli_reference.rst", cli_reference_rst(build_parser())),
+    ):
         path = out / name
         if not path.exists() or path.read_text() != text:
             path.write_text(text)

@@ -31,7 +31,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not REQUIRE_SLURM or session.config.getoption("collectonly"):
         return
     if _slurm_outcomes["skipped"] or not _slurm_outcomes["passed"]:
-        print(f"\nSlurm tests are required here (CI or CAMPAIGNS_REQUIRE_SLURM=1) but "
-              f"{_slurm_outcomes['passed']} passed and {_slurm_outcomes['skipped']} were skipped: "
-              "failing the session. Start the cluster with `bash scripts/dev/slurm-cluster.sh up`.")
+        print(
+            f"\nSlurm tests are required here (CI or CAMPAIGNS_REQUIRE_SLURM=1) but "
+            f"{_slurm_outcomes['passed']} passed and {_slurm_outcomes['skipped']} were skipped: "
+            "failing the session. Start the cluster with `bash scripts/dev/slurm-cluster.sh up`."
+        )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -41,20 +41,30 @@ def _check() -> tuple[Cluster | None, str]:
         if shutil.which(tool) is None:
             return None, f"`{tool}` is not on PATH"
     try:
-        states = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
-                                timeout=30)
+        states = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30
+        )
         if states.returncode != 0:
             return None, f"sinfo failed: {states.stderr.strip()}"
-        usable = [s for s in states.stdout.split() if s.rstrip("*~#$@").split("+")[0]
-                  in ("idle", "mixed", "allocated", "alloc", "mix", "completing")]
+        usable = [
+            s
+            for s in states.stdout.split()
+            if s.rstrip("*~#$@").split("+")[0]
+            in ("idle", "mixed", "allocated", "alloc", "mix", "completing")
+        ]
         if not usable:
             return None, f"no usable node (sinfo says {states.stdout.split()})"
-        acct = subprocess.run(["sacct", "-X", "-n", "-P", "-S", "now-1minutes", "-o", "JobID"],
-                              capture_output=True, text=True, timeout=30)
+        acct = subprocess.run(
+            ["sacct", "-X", "-n", "-P", "-S", "now-1minutes", "-o", "JobID"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if acct.returncode != 0:
             return None, f"sacct failed: {acct.stderr.strip()}"
-        config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
-                                timeout=30)
+        config = subprocess.run(
+            ["scontrol", "show", "config"], capture_output=True, text=True, timeout=30
+        )
         match = re.search(r"^MaxArraySize\s*=\s*(\d+)", config.stdout, re.MULTILINE)
         if not match:
             return None, "`scontrol show config` shows no MaxArraySize"
@@ -72,8 +82,10 @@ def require_slurm() -> Cluster:
         _CACHE.append(_check())
     cluster, reason = _CACHE[0]
     if cluster is None:
-        message = (f"the Slurm cluster is not usable: {reason}. Start it with "
-                   "`bash scripts/dev/slurm-cluster.sh up`.")
+        message = (
+            f"the Slurm cluster is not usable: {reason}. Start it with "
+            "`bash scripts/dev/slurm-cluster.sh up`."
+        )
         if REQUIRED:
             pytest.fail(message + " (required here: CI or CAMPAIGNS_REQUIRE_SLURM=1)")
         pytest.skip(message)
@@ -98,7 +110,7 @@ execution:
 resources:
   job_type: {job_type}
 """
-ECHO = "\"echo {i} > {output}\""
+ECHO = '"echo {i} > {output}"'
 
 
 def unique_version() -> str:
@@ -114,15 +126,37 @@ def write_machine(folder: Path, **machine: Any) -> str:
     return "machine.yaml"
 
 
-def write_campaign(folder: Path, title: str, *, n: int, command: str = ECHO, batch: int = 100,
-                   retries: int = 0, hours: float = 0.25, parallelism: int = 256,
-                   job_type: str = "cpu_intensive", machine: str = "local",
-                   output: str = "out/{i:04d}.txt") -> Path:
+def write_campaign(
+    folder: Path,
+    title: str,
+    *,
+    n: int,
+    command: str = ECHO,
+    batch: int = 100,
+    retries: int = 0,
+    hours: float = 0.25,
+    parallelism: int = 256,
+    job_type: str = "cpu_intensive",
+    machine: str = "local",
+    output: str = "out/{i:04d}.txt",
+) -> Path:
     """A one-axis campaign of `n` jobs in `folder`."""
     path = folder / "campaign.yaml"
-    path.write_text(TRIVIAL.format(title=title, version=unique_version(), machine=machine, n=n,
-                                   command=command, batch=batch, retries=retries, hours=hours,
-                                   parallelism=parallelism, job_type=job_type, output=output))
+    path.write_text(
+        TRIVIAL.format(
+            title=title,
+            version=unique_version(),
+            machine=machine,
+            n=n,
+            command=command,
+            batch=batch,
+            retries=retries,
+            hours=hours,
+            parallelism=parallelism,
+            job_type=job_type,
+            output=output,
+        )
+    )
     return path
 
 
@@ -143,21 +177,30 @@ def ok(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return out
 
 
-def status(config: Path, root: Path, capsys: pytest.CaptureFixture[str],
-           *extra: str) -> dict[str, Any]:
+def status(
+    config: Path, root: Path, capsys: pytest.CaptureFixture[str], *extra: str
+) -> dict[str, Any]:
     """`status --json` (with `extra` options)."""
-    result: dict[str, Any] = json.loads(ok(["status", str(config), "--root", str(root), "--json",
-                                            *extra], capsys))
+    result: dict[str, Any] = json.loads(
+        ok(["status", str(config), "--root", str(root), "--json", *extra], capsys)
+    )
     return result
 
 
-def monitor_until_done(config: Path, root: Path, capsys: pytest.CaptureFixture[str], *,
-                       timeout: float = 180, interval: float = 1.0) -> dict[str, Any]:
+def monitor_until_done(
+    config: Path,
+    root: Path,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    timeout: float = 180,
+    interval: float = 1.0,
+) -> dict[str, Any]:
     """Loop `monitor --once --json` until nothing is queued or running (bounded)."""
     deadline = time.monotonic() + timeout
     while True:
-        report: dict[str, Any] = json.loads(ok(["monitor", str(config), "--root", str(root),
-                                                "--once", "--json"], capsys))
+        report: dict[str, Any] = json.loads(
+            ok(["monitor", str(config), "--root", str(root), "--once", "--json"], capsys)
+        )
         counts = report["counts"]
         if counts["queued"] + counts["running"] == 0:
             return report
@@ -199,25 +242,38 @@ def sacct(ids: list[str], fields: str = "JobID,JobName,State,ExitCode") -> list[
     """sacct's rows (one per task, or per combined pending range) for array ids."""
     if not ids:
         return []
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "-S", "now-1days", "-j", ",".join(ids),
-                          "-o", fields], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "SLURM_TIME_FORMAT": "standard"}, check=True).stdout
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-S", "now-1days", "-j", ",".join(ids), "-o", fields],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SLURM_TIME_FORMAT": "standard"},
+        check=True,
+    ).stdout
     return [line.split("|") for line in out.splitlines() if line.strip()]
 
 
 def sacct_names_like(prefix: str) -> list[list[str]]:
     """sacct rows of the last hour whose job name starts with `prefix`."""
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "-S", "now-1hours", "-o",
-                          "JobID,JobName,State"], capture_output=True, text=True, timeout=60,
-                         check=True).stdout
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-S", "now-1hours", "-o", "JobID,JobName,State"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     rows = [line.split("|") for line in out.splitlines() if line.strip()]
     return [r for r in rows if r[1].startswith(prefix)]
 
 
 def squeue(ids: list[str]) -> list[str]:
     """squeue's task rows (`id|state`) for array ids still in the controller."""
-    out = subprocess.run(["squeue", "-h", "-r", "-j", ",".join(ids), "-o", "%i|%T"],
-                         capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-j", ",".join(ids), "-o", "%i|%T"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     return [line for line in out.splitlines() if line.strip()]
 
 

@@ -28,6 +28,7 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 @contextmanager
 def deadline(seconds: float) -> Iterator[None]:
     """Turn a hang (a loop over 10**18 attempts) into a test failure instead of a stuck run."""
+
     def expired(signum: int, frame: object) -> None:
         raise TimeoutError(f"took longer than {seconds} s")
 
@@ -42,8 +43,9 @@ def deadline(seconds: float) -> Iterator[None]:
 
 @settings(deadline=None)  # pure arithmetic; a loaded CI box must not flake it
 @given(policies, attempts, draws)
-def test_delay_lies_within_the_jitter_band(policy: BackoffPolicy, attempt: int,
-                                           draw: float) -> None:
+def test_delay_lies_within_the_jitter_band(
+    policy: BackoffPolicy, attempt: int, draw: float
+) -> None:
     base = policy.base_delay(attempt)
     delay = policy.delay(attempt, draw)
     assert base * (1 - policy.jitter) <= delay <= base * (1 + policy.jitter)
@@ -53,8 +55,9 @@ def test_delay_lies_within_the_jitter_band(policy: BackoffPolicy, attempt: int,
 @settings(deadline=None)  # pure arithmetic; a loaded CI box must not flake it
 @given(policies, attempts)
 def test_base_delay_follows_the_formula(policy: BackoffPolicy, attempt: int) -> None:
-    assert policy.base_delay(attempt) == pytest.approx(expected_base_delay(policy, attempt),
-                                                       rel=1e-12)
+    assert policy.base_delay(attempt) == pytest.approx(
+        expected_base_delay(policy, attempt), rel=1e-12
+    )
 
 
 def expected_base_delay(policy: BackoffPolicy, attempt: int) -> float:
@@ -75,8 +78,9 @@ def test_base_delay_never_decreases(policy: BackoffPolicy, attempt: int) -> None
 
 @settings(deadline=None)
 @given(policies, st.integers(10**6, 10**18))
-def test_huge_attempt_numbers_neither_overflow_nor_hang(policy: BackoffPolicy,
-                                                        attempt: int) -> None:
+def test_huge_attempt_numbers_neither_overflow_nor_hang(
+    policy: BackoffPolicy, attempt: int
+) -> None:
     with deadline(2):
         delay = policy.base_delay(attempt)
     assert delay == pytest.approx(expected_base_delay(policy, attempt), rel=1e-9)
@@ -92,8 +96,9 @@ def test_huge_attempt_with_factor_one_is_fast() -> None:
 
 @settings(deadline=None)  # pure arithmetic; a loaded CI box must not flake it
 @given(policies, attempts, draws)
-def test_next_retry_at_is_failed_at_plus_delay(policy: BackoffPolicy, attempt: int,
-                                               draw: float) -> None:
+def test_next_retry_at_is_failed_at_plus_delay(
+    policy: BackoffPolicy, attempt: int, draw: float
+) -> None:
     at = policy.next_retry_at(T0, attempt, draw)
     assert at - T0 == timedelta(seconds=policy.delay(attempt, draw))
     assert at.tzinfo is timezone.utc
@@ -143,17 +148,20 @@ def test_attempts_left() -> None:
     assert attempts_left(3, 3) and not attempts_left(4, 3)
 
 
-@pytest.mark.parametrize("attempts, max_retries, offset, standing", [
-    (4, 3, -10, "exhausted"),     # attempts == max_retries + 1: no attempt left
-    (5, 3, -10, "exhausted"),
-    (1, 0, -10, "exhausted"),
-    (3, 3, 0, "due"),             # next_retry_at == now: due
-    (3, 3, -1, "due"),
-    (3, 3, 1, "waiting"),
-    (1, 3, 3600, "waiting"),
-    (0, 0, 0, "due"),
-    (2, 3, None, "exhausted"),    # no next_retry_at: failed for good
-])
+@pytest.mark.parametrize(
+    "attempts, max_retries, offset, standing",
+    [
+        (4, 3, -10, "exhausted"),  # attempts == max_retries + 1: no attempt left
+        (5, 3, -10, "exhausted"),
+        (1, 0, -10, "exhausted"),
+        (3, 3, 0, "due"),  # next_retry_at == now: due
+        (3, 3, -1, "due"),
+        (3, 3, 1, "waiting"),
+        (1, 3, 3600, "waiting"),
+        (0, 0, 0, "due"),
+        (2, 3, None, "exhausted"),  # no next_retry_at: failed for good
+    ],
+)
 def test_retry_standing(attempts: int, max_retries: int, offset: int | None, standing: str) -> None:
     at = None if offset is None else T0 + timedelta(seconds=offset)
     assert retry_standing(attempts, max_retries, at, T0) == standing
@@ -161,8 +169,9 @@ def test_retry_standing(attempts: int, max_retries: int, offset: int | None, sta
 
 @settings(deadline=None)  # pure arithmetic; a loaded CI box must not flake it
 @given(st.integers(0, 20), st.integers(0, 20), st.integers(-100, 100))
-def test_retry_standing_agrees_with_attempts_left(attempts: int, max_retries: int,
-                                                  offset: int) -> None:
+def test_retry_standing_agrees_with_attempts_left(
+    attempts: int, max_retries: int, offset: int
+) -> None:
     standing = retry_standing(attempts, max_retries, T0 + timedelta(seconds=offset), T0)
     if attempts >= max_retries + 1:
         assert standing == "exhausted"

@@ -1,4 +1,4 @@
-"""End-to-end tests through the CLI (`main(argv)`) on the local backend: real processes, real files."""
+"""End-to-end tests through the CLI (`main(argv)`) on the local backend: real processes."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ execution:
   max_retries: 2
   retry_backoff: {{base_seconds: 1, factor: 2, max_seconds: 5, jitter: 0.1}}
 """
-ECHO = "\"echo {realization} {redshift} > {output}\""
+ECHO = '"echo {realization} {redshift} > {output}"'
 
 
 def write_campaign(tmp_path: Path, n: int = 3, command: str = ECHO, batch: int = 4) -> Path:
@@ -52,17 +52,20 @@ def status_json(config: Path, root: Path, capsys: pytest.CaptureFixture[str], *e
     return json.loads(out)
 
 
-def monitor_until_done(config: Path, root: Path, capsys: pytest.CaptureFixture[str],
-                       timeout: float = 120, *extra: str) -> dict:
+def monitor_until_done(
+    config: Path, root: Path, capsys: pytest.CaptureFixture[str], timeout: float = 120, *extra: str
+) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        code, out, err = run(["monitor", str(config), "--root", str(root), "--once", "--json", *extra],
-                             capsys)
+        code, out, err = run(
+            ["monitor", str(config), "--root", str(root), "--once", "--json", *extra], capsys
+        )
         assert code == 0, err
         report = json.loads(out)
         counts = report["counts"]
         if counts["queued"] + counts["running"] == 0 and (
-                "--submit" not in extra or report["finished"]):
+            "--submit" not in extra or report["finished"]
+        ):
             return report
         assert time.monotonic() < deadline, f"campaign not done after {timeout}s: {counts}"
         time.sleep(0.3)
@@ -73,7 +76,9 @@ def test_example_campaign_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     code, out, err = run(["init", str(EXAMPLE), "--root", str(root)], capsys)
     assert code == 0, err
     assert "30 pending jobs" in out
-    code, out, err = run(["submit", str(EXAMPLE), "--root", str(root), "--backend", "local"], capsys)
+    code, out, err = run(
+        ["submit", str(EXAMPLE), "--root", str(root), "--backend", "local"], capsys
+    )
     assert code == 0, err
     assert "submitted 30 jobs in 3 arrays" in out
     report = monitor_until_done(EXAMPLE, root, capsys)
@@ -97,8 +102,16 @@ def test_example_campaign_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     final = status_json(EXAMPLE, root, capsys, "--verbose")
     assert final["total"] == 30
     job = final["jobs"][0]
-    assert set(job) >= {"key", "params", "state", "attempts", "next_retry_at", "scheduler_id",
-                        "output", "error"}
+    assert set(job) >= {
+        "key",
+        "params",
+        "state",
+        "attempts",
+        "next_retry_at",
+        "scheduler_id",
+        "output",
+        "error",
+    }
     assert job["params"] == {"realization": 0, "redshift": 1.0}
     assert isinstance(job["params"]["realization"], int)
     assert job["state"] == "completed" and job["attempts"] == 1 and job["next_retry_at"] is None
@@ -108,18 +121,30 @@ def test_status_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     config = write_campaign(tmp_path)
     assert run(["init", str(config), "--root", str(tmp_path)], capsys)[0] == 0
     report = status_json(config, tmp_path, capsys)
-    assert report["campaign"] == {"name": "Local e2e", "version": "t1",
-                                  "path": str(tmp_path / "t1_local-e2e")}
+    assert report["campaign"] == {
+        "name": "Local e2e",
+        "version": "t1",
+        "path": str(tmp_path / "t1_local-e2e"),
+    }
     assert report["total"] == 6
-    assert report["counts"] == {"pending": 6, "queued": 0, "running": 0, "completed": 0,
-                                "failed": 0, "cancelled": 0}
+    assert report["counts"] == {
+        "pending": 6,
+        "queued": 0,
+        "running": 0,
+        "completed": 0,
+        "failed": 0,
+        "cancelled": 0,
+    }
     assert "jobs" not in report
 
 
-def test_failed_job_retries_after_backoff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_failed_job_retries_after_backoff(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Fails on attempt 1, succeeds on attempt 2.
-    command = ("'if [ \"$CAMPAIGNS_ATTEMPT\" = 1 ]; then echo boom >&2; exit 4; fi; "
-               "echo ok > {output}'")
+    command = (
+        "'if [ \"$CAMPAIGNS_ATTEMPT\" = 1 ]; then echo boom >&2; exit 4; fi; echo ok > {output}'"
+    )
     config = write_campaign(tmp_path, n=1, command=command)
     root = tmp_path
     assert run(["init", str(config), "--root", str(root)], capsys)[0] == 0
@@ -141,20 +166,26 @@ def test_failed_job_retries_after_backoff(tmp_path: Path, capsys: pytest.Capture
 def test_missing_output_is_a_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_campaign(tmp_path, n=1, command="'echo forgot to write'")
     assert run(["init", str(config), "--root", str(tmp_path)], capsys)[0] == 0
-    assert run(["submit", str(config), "--root", str(tmp_path), "--backend", "local"], capsys)[0] == 0
+    assert (
+        run(["submit", str(config), "--root", str(tmp_path), "--backend", "local"], capsys)[0] == 0
+    )
     monitor_until_done(config, tmp_path, capsys)
     jobs = status_json(config, tmp_path, capsys, "--verbose")["jobs"]
     assert {j["state"] for j in jobs} == {"failed"}
     assert all("output" in j["error"] for j in jobs)
 
 
-def test_changed_config_is_refused_then_adopted_with_force(tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_changed_config_is_refused_then_adopted_with_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = write_campaign(tmp_path, n=2)
     assert run(["init", str(config), "--root", str(tmp_path)], capsys)[0] == 0
     before = (tmp_path / "t1_local-e2e" / "metadata" / "campaign_config.yaml").read_text()
-    config.write_text(config.read_text().replace("range: [0, 2]", "range: [0, 3]")
-                      .replace("max_retries: 2", "max_retries: 5"))
+    config.write_text(
+        config.read_text()
+        .replace("range: [0, 2]", "range: [0, 3]")
+        .replace("max_retries: 2", "max_retries: 5")
+    )
     code, _, err = run(["init", str(config), "--root", str(tmp_path)], capsys)
     assert code == 2
     assert "max_retries: 2 -> 5" in err and "--force" in err
@@ -174,8 +205,9 @@ BAD_CONFIGS = {
 
 
 @pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
-def test_bad_config_exits_2_and_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                name: str) -> None:
+def test_bad_config_exits_2_and_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
     patch, expected = BAD_CONFIGS[name]
     base = SMALL.format(n=2, command=ECHO, batch=4)
     import yaml
@@ -185,8 +217,9 @@ def test_bad_config_exits_2_and_creates_nothing(tmp_path: Path, capsys: pytest.C
     else:
         merged = yaml.safe_load(base)
         for section, values in yaml.safe_load(patch).items():
-            merged[section] = {**merged.get(section, {}), **values} if section != "parameters" \
-                else values
+            merged[section] = (
+                {**merged.get(section, {}), **values} if section != "parameters" else values
+            )
         text = yaml.safe_dump(merged, sort_keys=False)
     config = tmp_path / "bad.yaml"
     config.write_text(text)
@@ -214,7 +247,9 @@ def test_bad_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert code == 2
 
 
-def test_status_before_init_says_what_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_before_init_says_what_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = write_campaign(tmp_path)
     code, _, err = run(["status", str(config), "--root", str(tmp_path)], capsys)
     assert code == 2 and "Run `init" in err
@@ -224,11 +259,15 @@ def test_local_runs_survive_the_submit_process(tmp_path: Path) -> None:
     """`submit` returns at once; the detached runner keeps going after the process exited."""
     config = write_campaign(tmp_path, n=2, command="'sleep 1; echo {realization} > {output}'")
     cli = [sys.executable, str(REPO / "scripts" / "run_campaign.py")]
-    subprocess.run([*cli, "init", str(config), "--root", str(tmp_path)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [*cli, "init", str(config), "--root", str(tmp_path)], check=True, capture_output=True
+    )
     started = time.monotonic()
-    subprocess.run([*cli, "submit", str(config), "--root", str(tmp_path), "--backend", "local"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*cli, "submit", str(config), "--root", str(tmp_path), "--backend", "local"],
+        check=True,
+        capture_output=True,
+    )
     assert time.monotonic() - started < 10
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -245,7 +284,9 @@ def test_cancel_stops_local_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[s
     nap = f"sleep {30 + random.random():.6f}"  # unique, so pgrep sees only this test's jobs
     config = write_campaign(tmp_path, n=2, command=f"'{nap}; echo x > {{output}}'")
     assert run(["init", str(config), "--root", str(tmp_path)], capsys)[0] == 0
-    assert run(["submit", str(config), "--root", str(tmp_path), "--backend", "local"], capsys)[0] == 0
+    assert (
+        run(["submit", str(config), "--root", str(tmp_path), "--backend", "local"], capsys)[0] == 0
+    )
     time.sleep(1)
     code, out, _ = run(["cancel", str(config), "--root", str(tmp_path)], capsys)
     assert code == 0 and "cancelled 4 jobs" in out
@@ -259,25 +300,31 @@ def test_cancel_stops_local_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 @pytest.mark.parametrize("seed", range(6))
 def test_submit_killed_at_random_points_runs_every_job_exactly_once(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], seed: int) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], seed: int
+) -> None:
     import random
 
     runs = tmp_path / "runs"
     runs.mkdir()
-    command = f"'echo $CAMPAIGNS_ATTEMPT >> {runs}/{{realization}}_{{redshift}}; echo x > {{output}}'"
+    command = (
+        f"'echo $CAMPAIGNS_ATTEMPT >> {runs}/{{realization}}_{{redshift}}; echo x > {{output}}'"
+    )
     config = write_campaign(tmp_path, n=10, command=command, batch=3)
     cli = [sys.executable, str(REPO / "scripts" / "run_campaign.py")]
     subprocess.run([*cli, "init", str(config), "--root", str(tmp_path)], check=True)
     delay = random.Random(seed).uniform(0.05, 0.9)
-    proc = subprocess.Popen([*cli, "submit", str(config), "--root", str(tmp_path),
-                             "--backend", "local"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*cli, "submit", str(config), "--root", str(tmp_path), "--backend", "local"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     # A second submit recovers what the first left unknown and submits the rest.
-    code, out, err = run(["submit", str(config), "--root", str(tmp_path), "--backend", "local"],
-                         capsys)
+    code, out, err = run(
+        ["submit", str(config), "--root", str(tmp_path), "--backend", "local"], capsys
+    )
     assert code == 0, err
     report = monitor_until_done(config, tmp_path, capsys)
     assert report["counts"]["completed"] == 20, report
@@ -286,24 +333,34 @@ def test_submit_killed_at_random_points_runs_every_job_exactly_once(
     assert all(lines == ["1"] for lines in counts.values()), counts
 
 
-def test_a_second_manager_is_told_who_holds_the_lock(tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_second_manager_is_told_who_holds_the_lock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from campaigns.lock import CampaignLock
 
     config = write_campaign(tmp_path)
     assert run(["init", str(config), "--root", str(tmp_path)], capsys)[0] == 0
     lock_file = tmp_path / "t1_local-e2e" / "metadata" / "manager.lock"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; sys.path.insert(0, %r)\n"
-        "from campaigns.lock import CampaignLock\n"
-        "from pathlib import Path\n"
-        "with CampaignLock(Path(%r)):\n"
-        "    print('held', flush=True); time.sleep(30)\n") % (str(REPO / "src"), str(lock_file))],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; sys.path.insert(0, {!r})\n"
+                "from campaigns.lock import CampaignLock\n"
+                "from pathlib import Path\n"
+                "with CampaignLock(Path({!r})):\n"
+                "    print('held', flush=True); time.sleep(30)\n"
+            ).format(str(REPO / "src"), str(lock_file)),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        code, _, err = run(["submit", str(config), "--root", str(tmp_path), "--backend", "local"],
-                           capsys)
+        code, _, err = run(
+            ["submit", str(config), "--root", str(tmp_path), "--backend", "local"], capsys
+        )
         assert code == 1
         assert "another campaigns manager" in err and f'"pid": {holder.pid}' in err
     finally:
@@ -314,8 +371,9 @@ def test_a_second_manager_is_told_who_holds_the_lock(tmp_path: Path,
     assert os.path.exists(lock_file)
 
 
-def test_reset_gives_an_exhausted_job_a_fresh_budget(tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_reset_gives_an_exhausted_job_a_fresh_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A job that failed for good runs again after `retry --reset KEY --submit`."""
     flag = tmp_path / "fixed"
     command = f"'test -e {flag} || exit 5; echo ok > {{output}}'"
@@ -330,8 +388,9 @@ def test_reset_gives_an_exhausted_job_a_fresh_budget(tmp_path: Path,
     code, out, _ = run(["retry", str(config), *args, "--submit"], capsys)
     assert code == 0 and "failed for good" in out and "0 failed jobs" in out
     flag.touch()
-    code, out, err = run(["retry", str(config), *args, "--reset", "realization=0,redshift=1.0",
-                          "--submit"], capsys)
+    code, out, err = run(
+        ["retry", str(config), *args, "--reset", "realization=0,redshift=1.0", "--submit"], capsys
+    )
     assert code == 0, err
     report = monitor_until_done(config, tmp_path, capsys)
     jobs = {j["key"]: j for j in status_json(config, tmp_path, capsys, "--verbose")["jobs"]}
@@ -343,8 +402,9 @@ def test_reset_gives_an_exhausted_job_a_fresh_budget(tmp_path: Path,
 
 
 @pytest.mark.slow
-def test_local_backend_enforces_the_time_limit(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_local_backend_enforces_the_time_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Like Slurm, the local backend ends a task at its limit: class timeout, limit escalated."""
     command = "'if [ \"$CAMPAIGNS_ATTEMPT\" = 1 ]; then sleep 600; fi; echo ok > {output}'"
     config = write_campaign(tmp_path, n=1, command=command)
@@ -356,16 +416,18 @@ def test_local_backend_enforces_the_time_limit(tmp_path: Path,
     started = time.monotonic()
     monitor_until_done(config, tmp_path, capsys, 150)
     assert 55 < time.monotonic() - started < 120
-    (job,) = [j for j in status_json(config, tmp_path, capsys, "--verbose")["jobs"]
-              if j["attempts"]]
+    (job,) = [
+        j for j in status_json(config, tmp_path, capsys, "--verbose")["jobs"] if j["attempts"]
+    ]
     assert job["state"] == "failed" and job["failure_class"] == "timeout"
     assert "interrupted" in Path(job["log"]).read_text()
     report = monitor_until_done(config, tmp_path, capsys, 120, "--submit")
     assert report["counts"]["completed"] == 2
 
 
-def test_provenance_and_qa_round_trip_through_the_cli(tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_provenance_and_qa_round_trip_through_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Config hash agrees across metadata, store and manifests; qa finds exactly the two
     broken catalogs (exit 1), --requeue plus retry --submit restores a valid campaign."""
     import sqlite3
@@ -396,7 +458,7 @@ def test_provenance_and_qa_round_trip_through_the_cli(tmp_path: Path,
     assert code == 0, err
     corrupt = directory / "catalogs" / "r0003" / "mock_z1.500.hdf5"
     data = bytearray(corrupt.read_bytes())
-    data[len(data) // 2: len(data) // 2 + 64] = b"\0" * 64
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\0" * 64
     corrupt.write_bytes(bytes(data))
     (directory / "catalogs" / "r0007" / "mock_z2.000.hdf5").unlink()
     code, out, err = run(["qa", str(EXAMPLE), *args], capsys)
@@ -404,8 +466,10 @@ def test_provenance_and_qa_round_trip_through_the_cli(tmp_path: Path,
     assert "2 invalid outputs" in err
     assert "realization=3,redshift=1.5" in err and "realization=7,redshift=2.0" in err
     latest = json.loads((directory / "qa" / "validation_reports" / "latest.json").read_text())
-    assert sorted(j["key"] for j in latest["invalid"]) == ["realization=3,redshift=1.5",
-                                                            "realization=7,redshift=2.0"]
+    assert sorted(j["key"] for j in latest["invalid"]) == [
+        "realization=3,redshift=1.5",
+        "realization=7,redshift=2.0",
+    ]
     assert len(list((directory / "qa" / "summary_plots").glob("*.png"))) == 4
     code, out, err = run(["qa", str(EXAMPLE), *args, "--requeue"], capsys)
     assert code == 1 and "marked 2 jobs failed" in out

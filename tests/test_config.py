@@ -61,9 +61,11 @@ job:
 
 def build(campaign: str, machine: str = MACHINE, machine_path: str = "testbox.yaml"):
     """A spec from inline YAML, as `load_campaign` would build it."""
-    return config.build_spec(yamlsource.parse(campaign, "campaign.yaml"),
-                             yamlsource.parse(machine, machine_path, "machine file"),
-                             config.load_schema())
+    return config.build_spec(
+        yamlsource.parse(campaign, "campaign.yaml"),
+        yamlsource.parse(machine, machine_path, "machine file"),
+        config.load_schema(),
+    )
 
 
 def build_error(campaign: str, machine: str = MACHINE) -> ConfigError:
@@ -78,8 +80,16 @@ def assert_reads_well(error: ConfigError) -> None:
     text = str(error)
     assert error.exit_code == 2
     assert "\n" not in text
-    for bad in ("Traceback", "object at 0x", "<class", "ValidationError", "Error:", "None.",
-                "OrderedDict", "\\n"):
+    for bad in (
+        "Traceback",
+        "object at 0x",
+        "<class",
+        "ValidationError",
+        "Error:",
+        "None.",
+        "OrderedDict",
+        "\\n",
+    ):
         assert bad not in text, f"{bad!r} in message: {text}"
     assert not re.search(r"\{'\w+': ", text), f"a Python dict in the message: {text}"
     assert text.startswith(error.file or "<config>")
@@ -121,12 +131,17 @@ def test_machine_values_are_inherited_and_campaign_values_win() -> None:
     assert spec.execution.timeout_hours == 1.0  # from the machine
     assert spec.machine.name == "testbox" and spec.machine.max_queued_jobs == 500
     assert spec.machine.setup == ("module load a", "module load b")
-    assert spec.merged["resources"] == {"job_type": "small", "memory_requirement": "low",
-                                        "account": "acct0"}
+    assert spec.merged["resources"] == {
+        "job_type": "small",
+        "memory_requirement": "low",
+        "account": "acct0",
+    }
 
 
 def test_mappings_merge_deeply_lists_and_scalars_are_replaced() -> None:
-    spec = build(CAMPAIGN + """\
+    spec = build(
+        CAMPAIGN
+        + """\
 machine:
   setup: ["module load c"]
 resources:
@@ -134,7 +149,8 @@ resources:
 job_types:
   huge: {nodes: 4}
   small: {cpus_per_task: 3}
-""")
+"""
+    )
     assert spec.machine.setup == ("module load c",)  # a list is replaced, not appended
     assert spec.machine.name == "testbox" and spec.machine.backend == "local"
     assert spec.merged["resources"]["account"] == "mine"
@@ -154,14 +170,17 @@ def test_deep_merge_does_not_modify_its_inputs() -> None:
 
 
 def test_override_changes_memory_and_timeout_of_matching_jobs_only() -> None:
-    spec = build(CAMPAIGN + """\
+    spec = build(
+        CAMPAIGN
+        + """\
 execution:
   timeout_hours: 0.5
 overrides:
   - match: {redshift: 2.0}
     resources: {memory_requirement: high}
     execution: {timeout_hours: 3, max_retries: 0}
-""")
+"""
+    )
     expansion = expand.expand(spec)
     assert len(expansion.jobs) == 12 and len(expansion.groups) == 2
     for job in expansion.jobs:
@@ -180,25 +199,31 @@ overrides:
 
 
 def test_override_matching_two_axes_selects_the_intersection() -> None:
-    spec = build(CAMPAIGN + """\
+    spec = build(
+        CAMPAIGN
+        + """\
 overrides:
   - match: {realization: [1, 3], redshift: 1.5}
     resources: {job_type: wide}
-""")
+"""
+    )
     expansion = expand.expand(spec)
     wide = [j.key for j in expansion.jobs if expansion.groups[j.group].resources.nodes == 2]
     assert wide == ["realization=1,redshift=1.5", "realization=3,redshift=1.5"]
 
 
 def test_overlapping_overrides_apply_in_order() -> None:
-    spec = build(CAMPAIGN + """\
+    spec = build(
+        CAMPAIGN
+        + """\
 overrides:
   - match: {redshift: [1.5, 2.0]}
     resources: {memory_requirement: medium}
     execution: {timeout_hours: 2}
   - match: {redshift: 2.0}
     resources: {memory_requirement: high}
-""")
+"""
+    )
     expansion = expand.expand(spec)
     seen = {}
     for job in expansion.jobs:
@@ -209,28 +234,41 @@ overrides:
 
 
 def test_override_matches_integer_valued_float_and_never_bool_for_int() -> None:
-    spec = build(CAMPAIGN + "overrides:\n  - match: {redshift: 2}\n"
-                 "    resources: {memory_requirement: high}\n")
+    spec = build(
+        CAMPAIGN + "overrides:\n  - match: {redshift: 2}\n"
+        "    resources: {memory_requirement: high}\n"
+    )
     expansion = expand.expand(spec)
     assert len(expansion.groups) == 2  # 2 matches 2.0: YAML writes both
-    error = build_error(CAMPAIGN + "overrides:\n  - match: {realization: true}\n"
-                        "    resources: {memory_requirement: high}\n")
+    error = build_error(
+        CAMPAIGN + "overrides:\n  - match: {realization: true}\n"
+        "    resources: {memory_requirement: high}\n"
+    )
     assert "matches no job" in error.message
 
 
 def test_a_later_memory_level_beats_an_earlier_explicit_memory() -> None:
     # The campaign gives an explicit size; an override naming a level must still win.
-    spec = build(CAMPAIGN + """\
+    spec = build(
+        CAMPAIGN
+        + """\
 resources: {memory: 3G}
 overrides:
   - match: {redshift: 2.0}
     resources: {memory_requirement: high}
-""")
+"""
+    )
     expansion = expand.expand(spec)
-    memory = {expansion.groups[j.group].resources.memory_mb for j in expansion.jobs
-              if j.params["redshift"] == 2.0}
-    other = {expansion.groups[j.group].resources.memory_mb for j in expansion.jobs
-             if j.params["redshift"] != 2.0}
+    memory = {
+        expansion.groups[j.group].resources.memory_mb
+        for j in expansion.jobs
+        if j.params["redshift"] == 2.0
+    }
+    other = {
+        expansion.groups[j.group].resources.memory_mb
+        for j in expansion.jobs
+        if j.params["redshift"] != 2.0
+    }
     assert memory == {16384} and other == {3072}
     # Same between the machine file (explicit size) and the campaign (a level).
     machine = MACHINE.replace("  memory_requirement: low\n", "  memory: 7G\n")
@@ -365,8 +403,10 @@ def test_invalid_fixture(path: Path) -> None:
 # -- inline bad input ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("placeholder", ["{a.b}", "{0}", "{}", "{realization!r}", "{a[0]}",
-                                         "{realization", "realization}"])
+@pytest.mark.parametrize(
+    "placeholder",
+    ["{a.b}", "{0}", "{}", "{realization!r}", "{a[0]}", "{realization", "realization}"],
+)
 def test_malformed_placeholder(placeholder: str) -> None:
     error = build_error(CAMPAIGN.replace("--seed {realization}", f"--seed {placeholder}"))
     assert error.key_path == ("job", "command")
@@ -374,8 +414,10 @@ def test_malformed_placeholder(placeholder: str) -> None:
     assert "bad placeholder in command" in error.message
 
 
-@pytest.mark.parametrize("value", ["a; rm -rf ~", "$(x)", "a b", "`id`", "x|y", "../x", "..",
-                                   "a/b", "'q'", "a\"b", "~", "*"])
+@pytest.mark.parametrize(
+    "value",
+    ["a; rm -rf ~", "$(x)", "a b", "`id`", "x|y", "../x", "..", "a/b", "'q'", 'a"b', "~", "*"],
+)
 def test_unsafe_parameter_values(value: str) -> None:
     text = CAMPAIGN.replace("redshift: [1.0, 1.5, 2.0]", f"redshift:\n    - 1.0\n    - {value!r}")
     error = build_error(text)
@@ -386,18 +428,26 @@ def test_unsafe_parameter_values(value: str) -> None:
 
 @pytest.mark.parametrize("value", ["a-b", "v1.2", "x_y", "p+q", "k=v", "50%", "user@host", "1e-5"])
 def test_safe_parameter_values(value: str) -> None:
-    spec = build(CAMPAIGN.replace("redshift: [1.0, 1.5, 2.0]", f"model: [{value!r}]")
-                 .replace("{redshift}", "{model}").replace("_z{redshift:.3f}", "_{model}"))
+    spec = build(
+        CAMPAIGN.replace("redshift: [1.0, 1.5, 2.0]", f"model: [{value!r}]")
+        .replace("{redshift}", "{model}")
+        .replace("_z{redshift:.3f}", "_{model}")
+    )
     assert [j.params["model"] for j in expand.expand(spec).jobs][:1] == [value]
 
 
-@pytest.mark.parametrize("template", ["../{realization}_{redshift}.h5",
-                                      "/abs/{realization}_{redshift}.h5",
-                                      "a/./{realization}_{redshift}.h5",
-                                      "a//{realization}_{redshift}.h5",
-                                      "a/{realization}_{redshift}/",
-                                      ".hidden/{realization}_{redshift}.h5",
-                                      "a b/{realization}_{redshift}.h5"])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "../{realization}_{redshift}.h5",
+        "/abs/{realization}_{redshift}.h5",
+        "a/./{realization}_{redshift}.h5",
+        "a//{realization}_{redshift}.h5",
+        "a/{realization}_{redshift}/",
+        ".hidden/{realization}_{redshift}.h5",
+        "a b/{realization}_{redshift}.h5",
+    ],
+)
 def test_output_must_stay_inside_catalogs(template: str) -> None:
     error = build_error(CAMPAIGN.replace("r{realization:04d}/mock_z{redshift:.3f}.hdf5", template))
     assert error.key_path == ("job", "output") and error.line == line_of(CAMPAIGN, "output:")
@@ -408,13 +458,16 @@ def test_output_may_use_job_key() -> None:
     assert expand.expand(spec).jobs[0].output == "realization=0,redshift=1.0.h5"
 
 
-@pytest.mark.parametrize("text, words", [
-    ("", "the campaign file is empty"),
-    ("# only a comment\n", "the campaign file is empty"),
-    ("- a\n- b\n", "not a list"),
-    ("just text\n", "not plain text"),
-    ("42\n", "not a number"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("", "the campaign file is empty"),
+        ("# only a comment\n", "the campaign file is empty"),
+        ("- a\n- b\n", "not a list"),
+        ("just text\n", "not plain text"),
+        ("42\n", "not a number"),
+    ],
+)
 def test_degenerate_documents(text: str, words: str) -> None:
     with pytest.raises(ConfigError) as info:
         yamlsource.parse(text, "campaign.yaml")
@@ -422,12 +475,15 @@ def test_degenerate_documents(text: str, words: str) -> None:
     assert words in str(info.value)
 
 
-@pytest.mark.parametrize("text, line", [
-    ("campaign:\n  name: x\n  version: [1\n", 3),
-    ("a: \"x\x07y\"\n", 1),
-    ("a: 1\nb: 2\n\tc: 3\n", 3),
-    ("a:\n  - 1\n  -2: [\n", 3),
-])
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("campaign:\n  name: x\n  version: [1\n", 3),
+        ('a: "x\x07y"\n', 1),
+        ("a: 1\nb: 2\n\tc: 3\n", 3),
+        ("a:\n  - 1\n  -2: [\n", 3),
+    ],
+)
 def test_yaml_errors_have_a_line(text: str, line: int) -> None:
     with pytest.raises(ConfigError) as info:
         yamlsource.parse(text, "campaign.yaml")
@@ -476,24 +532,40 @@ def test_numeric_keys_are_fine_under_science_only() -> None:
     assert error.line == line_of(CAMPAIGN + "job_types:\n  7: {nodes: 1}\n", "7: {")
 
 
-@pytest.mark.parametrize("snippet, key, words", [
-    ("execution:\n  batch_size: 0\n", "execution.batch_size", "must be at least 1, got 0"),
-    ("execution:\n  timeout_hours: 0\n", "execution.timeout_hours", "must be greater than 0"),
-    ("execution:\n  retry_backoff: {jitter: 2}\n", "execution.retry_backoff.jitter",
-     "must be at most 1"),
-    ("execution:\n  backend: pbs\n", "execution.backend", "choose one of"),
-    ("execution:\n", "execution", "has no value"),
-    ("resources:\n  memory: lots\n", "resources.memory", "'lots' is not in the expected form"),
-    ("resources:\n  nodes: 1.5\n", "resources.nodes", "expected an integer, got the number 1.5"),
-    ("outputs:\n  compression: zip\n", "outputs.compression", "did you mean 'gzip'"),
-    ("overrides:\n  - resources: {nodes: 2}\n", "overrides[0].match", "missing required key"),
-    ("overrides:\n  - match: {}\n", "overrides[0].match", "must not be empty"),
-    ("overrides:\n  - match: {redshift: 2.0}\n    execution: {batch_size: 3}\n",
-     "overrides[0].execution.batch_size", "unknown key 'batch_size' in 'overrides[0].execution'"),
-    ("qa:\n  min_rows: -1\n", "qa.min_rows", "must be at least 0"),
-    ("execution:\n  retry_backoff: {max_seconds: 1e20}\n", "execution.retry_backoff.max_seconds",
-     "must be at most 31536000"),
-])
+@pytest.mark.parametrize(
+    "snippet, key, words",
+    [
+        ("execution:\n  batch_size: 0\n", "execution.batch_size", "must be at least 1, got 0"),
+        ("execution:\n  timeout_hours: 0\n", "execution.timeout_hours", "must be greater than 0"),
+        (
+            "execution:\n  retry_backoff: {jitter: 2}\n",
+            "execution.retry_backoff.jitter",
+            "must be at most 1",
+        ),
+        ("execution:\n  backend: pbs\n", "execution.backend", "choose one of"),
+        ("execution:\n", "execution", "has no value"),
+        ("resources:\n  memory: lots\n", "resources.memory", "'lots' is not in the expected form"),
+        (
+            "resources:\n  nodes: 1.5\n",
+            "resources.nodes",
+            "expected an integer, got the number 1.5",
+        ),
+        ("outputs:\n  compression: zip\n", "outputs.compression", "did you mean 'gzip'"),
+        ("overrides:\n  - resources: {nodes: 2}\n", "overrides[0].match", "missing required key"),
+        ("overrides:\n  - match: {}\n", "overrides[0].match", "must not be empty"),
+        (
+            "overrides:\n  - match: {redshift: 2.0}\n    execution: {batch_size: 3}\n",
+            "overrides[0].execution.batch_size",
+            "unknown key 'batch_size' in 'overrides[0].execution'",
+        ),
+        ("qa:\n  min_rows: -1\n", "qa.min_rows", "must be at least 0"),
+        (
+            "execution:\n  retry_backoff: {max_seconds: 1e20}\n",
+            "execution.retry_backoff.max_seconds",
+            "must be at most 31536000",
+        ),
+    ],
+)
 def test_schema_errors_are_explained(snippet: str, key: str, words: str) -> None:
     text = CAMPAIGN + snippet
     error = build_error(text)
@@ -502,19 +574,22 @@ def test_schema_errors_are_explained(snippet: str, key: str, words: str) -> None
     assert error.line is not None and error.line > line_of(CAMPAIGN, "output:")
 
 
-@pytest.mark.parametrize("axis, key, words", [
-    ("{range: [0, 3.5]}", "parameters.realization.range[1]", "expected an integer"),
-    ("{range: [0, 3, 0]}", "parameters.realization.range", "step must not be 0"),
-    ("{range: [3]}", "parameters.realization.range", "needs at least 2 items"),
-    ("{rang: [0, 3]}", "parameters.realization", "did you mean 'range'"),
-    ("[1, null]", "parameters.realization[1]", "got nothing"),
-    ("[1, [2]]", "parameters.realization[1]", "got a list"),
-    ("5", "parameters.realization", "must be a list of values"),
-    ("{zip: {}}", "parameters.realization.zip", "must not be empty"),
-    ("[.inf]", "parameters.realization[0]", "not a finite number"),
-    ("[1, '1']", "parameters.realization[1]", "different types that read the same"),
-    ("{range: [0, 10000000000]}", "parameters.realization.range", "more than the"),
-])
+@pytest.mark.parametrize(
+    "axis, key, words",
+    [
+        ("{range: [0, 3.5]}", "parameters.realization.range[1]", "expected an integer"),
+        ("{range: [0, 3, 0]}", "parameters.realization.range", "step must not be 0"),
+        ("{range: [3]}", "parameters.realization.range", "needs at least 2 items"),
+        ("{rang: [0, 3]}", "parameters.realization", "did you mean 'range'"),
+        ("[1, null]", "parameters.realization[1]", "got nothing"),
+        ("[1, [2]]", "parameters.realization[1]", "got a list"),
+        ("5", "parameters.realization", "must be a list of values"),
+        ("{zip: {}}", "parameters.realization.zip", "must not be empty"),
+        ("[.inf]", "parameters.realization[0]", "not a finite number"),
+        ("[1, '1']", "parameters.realization[1]", "different types that read the same"),
+        ("{range: [0, 10000000000]}", "parameters.realization.range", "more than the"),
+    ],
+)
 def test_bad_axes(axis: str, key: str, words: str) -> None:
     text = CAMPAIGN.replace("{range: [0, 4]}", axis)
     with memory_cap(2 * 1024**3):  # a range of 10**10 values must be refused, not built
@@ -525,8 +600,9 @@ def test_bad_axes(axis: str, key: str, words: str) -> None:
 
 
 def test_parameter_defined_twice() -> None:
-    error = build_error(CAMPAIGN.replace("redshift: [1.0, 1.5, 2.0]",
-                                         "zz: {zip: {realization: [1], other: [2]}}"))
+    error = build_error(
+        CAMPAIGN.replace("redshift: [1.0, 1.5, 2.0]", "zz: {zip: {realization: [1], other: [2]}}")
+    )
     assert "defined twice" in error.message
 
 
@@ -537,10 +613,12 @@ def test_parameter_name_must_be_an_identifier() -> None:
 
 
 def test_string_values_that_mimic_the_key_separators_cannot_collide() -> None:
-    text = CAMPAIGN.replace("realization: {range: [0, 4]}", "a: ['1,b=2', '1']").replace(
-        "redshift: [1.0, 1.5, 2.0]", "b: ['3', '2,b=3']").replace(
-        "--seed {realization} --z {redshift}", "{a} {b}").replace(
-        "r{realization:04d}/mock_z{redshift:.3f}.hdf5", "{a}_{b}.h5")
+    text = (
+        CAMPAIGN.replace("realization: {range: [0, 4]}", "a: ['1,b=2', '1']")
+        .replace("redshift: [1.0, 1.5, 2.0]", "b: ['3', '2,b=3']")
+        .replace("--seed {realization} --z {redshift}", "{a} {b}")
+        .replace("r{realization:04d}/mock_z{redshift:.3f}.hdf5", "{a}_{b}.h5")
+    )
     error = build_error(text)
     assert "same key 'a=1,b=2,b=3'" in error.message
 
@@ -576,8 +654,9 @@ def test_naming_scheme_alone_is_the_output_template() -> None:
 
 
 def test_naming_scheme_equal_to_output_is_accepted() -> None:
-    spec = build(CAMPAIGN + "outputs:\n"
-                 '  naming_scheme: "r{realization:04d}/mock_z{redshift:.3f}.hdf5"\n')
+    spec = build(
+        CAMPAIGN + 'outputs:\n  naming_scheme: "r{realization:04d}/mock_z{redshift:.3f}.hdf5"\n'
+    )
     assert spec.output == "r{realization:04d}/mock_z{redshift:.3f}.hdf5"
 
 
@@ -602,18 +681,23 @@ def test_config_hash_is_stable() -> None:
     assert first == build(CAMPAIGN).config_hash
     assert re.fullmatch(r"[0-9a-f]{16}", first)
     # Comments, spacing and key order do not change the configuration.
-    reordered = CAMPAIGN.replace("  name: \"Tier test\"\n  version: \"v1\"\n",
-                                 "  version: v1   # the version\n  name: Tier test\n")
+    reordered = CAMPAIGN.replace(
+        '  name: "Tier test"\n  version: "v1"\n',
+        "  version: v1   # the version\n  name: Tier test\n",
+    )
     assert build(reordered).config_hash == first
 
 
-@pytest.mark.parametrize("change", [
-    lambda t: t + "execution:\n  batch_size: 51\n",
-    lambda t: t.replace("[1.0, 1.5, 2.0]", "[1.0, 1.5, 2.5]"),
-    lambda t: t.replace("--out {output}", "--output {output}"),
-    lambda t: t + "science:\n  note: x\n",
-    lambda t: t.replace("[1.0, 1.5, 2.0]", "[1, 1.5, 2.0]"),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda t: t + "execution:\n  batch_size: 51\n",
+        lambda t: t.replace("[1.0, 1.5, 2.0]", "[1.0, 1.5, 2.5]"),
+        lambda t: t.replace("--out {output}", "--output {output}"),
+        lambda t: t + "science:\n  note: x\n",
+        lambda t: t.replace("[1.0, 1.5, 2.0]", "[1, 1.5, 2.0]"),
+    ],
+)
 def test_config_hash_changes_with_the_config(change) -> None:
     assert build(change(CAMPAIGN)).config_hash != build(CAMPAIGN).config_hash
 
@@ -628,12 +712,16 @@ def test_config_hash_tolerates_mixed_key_types_in_science() -> None:
     assert spec.config_hash == config.config_hash(spec.merged)
 
 
-@pytest.mark.parametrize("command, words", [
-    ("run {realization", "a '{' that is never closed"),
-    ("run realization} {output}", "a '}' that closes no '{'"),
-    ("run {realization {output}", "not closed before the next '{'"),
-])
+@pytest.mark.parametrize(
+    "command, words",
+    [
+        ("run {realization", "a '{' that is never closed"),
+        ("run realization} {output}", "a '}' that closes no '{'"),
+        ("run {realization {output}", "not closed before the next '{'"),
+    ],
+)
 def test_broken_braces_are_explained_in_plain_words(command: str, words: str) -> None:
-    error = build_error(CAMPAIGN.replace("run --seed {realization} --z {redshift} --out {output}",
-                                         command))
+    error = build_error(
+        CAMPAIGN.replace("run --seed {realization} --z {redshift} --out {output}", command)
+    )
     assert words in error.message and "{{" in str(error)

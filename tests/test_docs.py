@@ -1,4 +1,4 @@
-"""The documentation builds cleanly, lists every key the validator accepts, and its commands work."""
+"""The docs build cleanly, list every key the validator accepts, and their commands work."""
 
 from __future__ import annotations
 
@@ -38,22 +38,44 @@ def schema_property_names(node: Any) -> Iterator[str]:
 def test_configuration_reference_lists_every_key_the_validator_accepts() -> None:
     schema = load_schema()
     text = config_reference_rst(schema)
-    documented = {path.split(".")[-1].removesuffix("[]") for path in
-                  re.findall(r"^``([^`]+)``$", text, re.MULTILINE)}
+    documented = {
+        path.split(".")[-1].removesuffix("[]")
+        for path in re.findall(r"^``([^`]+)``$", text, re.MULTILINE)
+    }
     missing = set(schema_property_names(schema)) - documented
     assert not missing, f"keys the schema accepts but the reference omits: {sorted(missing)}"
-    assert all(k.description for k in walk(schema)), [k.path for k in walk(schema)
-                                                       if not k.description]
+    assert all(k.description for k in walk(schema)), [
+        k.path for k in walk(schema) if not k.description
+    ]
     # A few full paths, as users write them.
-    for path in ("execution.retry_policy.permanent_exit_codes", "parameters.<name>.zip",
-                 "overrides[].match", "job_types.<name>.cpus_per_task", "outputs.naming_scheme"):
+    for path in (
+        "execution.retry_policy.permanent_exit_codes",
+        "parameters.<name>.zip",
+        "overrides[].match",
+        "job_types.<name>.cpus_per_task",
+        "outputs.naming_scheme",
+    ):
         assert f"``{path}``" in text, path
 
 
 def test_sphinx_build_is_clean(tmp_path: Path) -> None:
     pytest.importorskip("sphinx")
-    result = subprocess.run([sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", str(DOCS),
-                             str(tmp_path / "html")], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "-q",
+            "-b",
+            "html",
+            str(DOCS),
+            str(tmp_path / "html"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     reference = (tmp_path / "html" / "generated" / "configuration_reference.html").read_text()
     assert "execution.batch_size" in reference
@@ -73,9 +95,9 @@ def documented_commands(page: str, section: str) -> list[list[str]]:
     return commands
 
 
-def test_getting_started_commands_work_verbatim(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_getting_started_commands_work_verbatim(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The 'same steps by hand' of Getting started, run from a copy of the repository's config."""
     shutil.copytree(REPO / "config", tmp_path / "config")
     monkeypatch.chdir(tmp_path)
@@ -94,5 +116,11 @@ def test_getting_started_commands_work_verbatim(tmp_path: Path,
             break
         time.sleep(0.5)
     assert report["counts"]["completed"] == 30
-    assert (tmp_path / "campaigns" / "v0.1_mock-catalog-test" / "catalogs" / "r0000"
-            / "mock_z1.000.hdf5").is_file()
+    assert (
+        tmp_path
+        / "campaigns"
+        / "v0.1_mock-catalog-test"
+        / "catalogs"
+        / "r0000"
+        / "mock_z1.000.hdf5"
+    ).is_file()

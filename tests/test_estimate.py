@@ -47,8 +47,13 @@ def test_test_example_by_hand(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_concurrency_and_percentile() -> None:
-    limits = Limits(batch_size=1000, max_array_size=None, jobs_per_task=1, array_parallelism=512,
-                    max_queued_jobs=4000)
+    limits = Limits(
+        batch_size=1000,
+        max_array_size=None,
+        jobs_per_task=1,
+        array_parallelism=512,
+        max_queued_jobs=4000,
+    )
     assert concurrency(40_000, limits) == 2048
     assert concurrency(100, limits) == 100
     assert percentile([1, 2, 3, 4, 5], 0.5) == 3

@@ -23,17 +23,21 @@ HEAD = 'campaign: {name: "Expand test", version: "v1", machine: local}\n'
 
 def spec_of(parameters: str, output: str, command: str = "run {output}", extra: str = ""):
     text = f"{HEAD}parameters:\n{parameters}job:\n  command: {command!r}\n  output: {output!r}\n"
-    return config.build_spec(yamlsource.parse(text + extra, "campaign.yaml"),
-                             yamlsource.parse(LOCAL_MACHINE, "local.yaml", "machine file"),
-                             config.load_schema())
+    return config.build_spec(
+        yamlsource.parse(text + extra, "campaign.yaml"),
+        yamlsource.parse(LOCAL_MACHINE, "local.yaml", "machine file"),
+        config.load_schema(),
+    )
 
 
 def spec_from_mapping(parameters: dict, output: str):
     body = yaml.safe_dump({"parameters": parameters}, default_flow_style=None, sort_keys=False)
     text = f"{HEAD}{body}job:\n  command: 'run {{output}}'\n  output: {output!r}\n"
-    return config.build_spec(yamlsource.parse(text, "campaign.yaml"),
-                             yamlsource.parse(LOCAL_MACHINE, "local.yaml", "machine file"),
-                             config.load_schema())
+    return config.build_spec(
+        yamlsource.parse(text, "campaign.yaml"),
+        yamlsource.parse(LOCAL_MACHINE, "local.yaml", "machine file"),
+        config.load_schema(),
+    )
 
 
 # -- order, ranges, zips, types -------------------------------------------------------
@@ -43,18 +47,27 @@ def test_cartesian_product_in_written_order_last_axis_fastest() -> None:
     spec = spec_of("  a: [2, 1]\n  b: [x, y, z]\n", "{a}_{b}.txt")
     jobs = expand.expand(spec).jobs
     assert [j.key for j in jobs] == [
-        "a=2,b=x", "a=2,b=y", "a=2,b=z", "a=1,b=x", "a=1,b=y", "a=1,b=z"]
+        "a=2,b=x",
+        "a=2,b=y",
+        "a=2,b=z",
+        "a=1,b=x",
+        "a=1,b=y",
+        "a=1,b=z",
+    ]
     assert [j.index for j in jobs] == list(range(6))
     assert spec.parameter_names == ("a", "b") and spec.job_count == 6
 
 
-@pytest.mark.parametrize("axis, values", [
-    ("{range: [0, 4]}", [0, 1, 2, 3]),
-    ("{range: [2, 11, 3]}", [2, 5, 8]),
-    ("{range: [3, 0, -1]}", [3, 2, 1]),
-    ("{range: [-2, 1]}", [-2, -1, 0]),
-    ("[5, 3, 4]", [5, 3, 4]),
-])
+@pytest.mark.parametrize(
+    "axis, values",
+    [
+        ("{range: [0, 4]}", [0, 1, 2, 3]),
+        ("{range: [2, 11, 3]}", [2, 5, 8]),
+        ("{range: [3, 0, -1]}", [3, 2, 1]),
+        ("{range: [-2, 1]}", [-2, -1, 0]),
+        ("[5, 3, 4]", [5, 3, 4]),
+    ],
+)
 def test_axis_forms(axis: str, values: list[int]) -> None:
     jobs = expand.expand(spec_of(f"  n: {axis}\n", "n{n}.txt")).jobs
     assert [j.params["n"] for j in jobs] == values
@@ -62,14 +75,20 @@ def test_axis_forms(axis: str, values: list[int]) -> None:
 
 
 def test_zip_entry_label_is_not_a_parameter() -> None:
-    spec = spec_of("  r: {range: [0, 2]}\n  snaps:\n    zip:\n      snapshot: [0, 5]\n"
-                   "      redshift: [3.0, 0.5]\n", "r{r}/s{snapshot}.h5",
-                   command="run {snapshot} {redshift} {output}")
+    spec = spec_of(
+        "  r: {range: [0, 2]}\n  snaps:\n    zip:\n      snapshot: [0, 5]\n"
+        "      redshift: [3.0, 0.5]\n",
+        "r{r}/s{snapshot}.h5",
+        command="run {snapshot} {redshift} {output}",
+    )
     jobs = expand.expand(spec).jobs
     assert spec.parameter_names == ("r", "snapshot", "redshift")
     assert [j.params for j in jobs] == [
-        {"r": 0, "snapshot": 0, "redshift": 3.0}, {"r": 0, "snapshot": 5, "redshift": 0.5},
-        {"r": 1, "snapshot": 0, "redshift": 3.0}, {"r": 1, "snapshot": 5, "redshift": 0.5}]
+        {"r": 0, "snapshot": 0, "redshift": 3.0},
+        {"r": 0, "snapshot": 5, "redshift": 0.5},
+        {"r": 1, "snapshot": 0, "redshift": 3.0},
+        {"r": 1, "snapshot": 5, "redshift": 0.5},
+    ]
     assert all("snaps" not in j.params for j in jobs)
     assert jobs[1].key == "r=0,snapshot=5,redshift=0.5"
 
@@ -81,8 +100,10 @@ def test_zip_label_as_a_placeholder_is_unknown() -> None:
 
 
 def test_values_keep_their_yaml_types() -> None:
-    spec = spec_of("  i: [1]\n  f: [1.0]\n  e: [1e3]\n  b: [true]\n  s: ['1', abc]\n",
-                   "{i}_{f}_{e}_{b}_{s}.txt")
+    spec = spec_of(
+        "  i: [1]\n  f: [1.0]\n  e: [1e3]\n  b: [true]\n  s: ['1', abc]\n",
+        "{i}_{f}_{e}_{b}_{s}.txt",
+    )
     jobs = expand.expand(spec).jobs
     params = jobs[0].params
     assert params == {"i": 1, "f": 1.0, "e": 1000.0, "b": True, "s": "1"}
@@ -96,8 +117,9 @@ def test_values_keep_their_yaml_types() -> None:
 
 
 def test_keys_are_deterministic_and_unique() -> None:
-    spec = spec_of("  realization: {range: [0, 20]}\n  redshift: [1.0, 1.5]\n",
-                   "r{realization}/z{redshift}.h5")
+    spec = spec_of(
+        "  realization: {range: [0, 20]}\n  redshift: [1.0, 1.5]\n", "r{realization}/z{redshift}.h5"
+    )
     first, second = expand.expand(spec), expand.expand(spec)
     assert [j.key for j in first.jobs] == [j.key for j in second.jobs]
     assert len({j.key for j in first.jobs}) == len({j.uid for j in first.jobs}) == 40
@@ -108,15 +130,18 @@ def test_uids_are_stable() -> None:
     # Computed once from this implementation: a change here orphans every stored campaign.
     assert job_uid({"realization": 7, "redshift": 1.5}) == "809e273cbcc80b99"
     assert job_uid({"realization": 0, "snapshot": 0, "redshift": 0.0}) == "436141e144a01554"
-    spec = spec_of("  realization: {range: [0, 8]}\n  redshift: [1.0, 1.5]\n",
-                   "r{realization}/z{redshift}.h5")
+    spec = spec_of(
+        "  realization: {range: [0, 8]}\n  redshift: [1.0, 1.5]\n", "r{realization}/z{redshift}.h5"
+    )
     job = next(j for j in expand.expand(spec).jobs if j.key == "realization=7,redshift=1.5")
     assert job.uid == "809e273cbcc80b99"
 
 
 def test_uid_of_a_job_equals_job_uid_of_its_params() -> None:
-    spec = spec_of("  a: {range: [0, 3]}\n  z: {zip: {b: [x, y], c: [0.5, 2]}}\n"
-                   "  d: [true, false]\n", "{a}/{b}/{d}.h5")
+    spec = spec_of(
+        "  a: {range: [0, 3]}\n  z: {zip: {b: [x, y], c: [0.5, 2]}}\n  d: [true, false]\n",
+        "{a}/{b}/{d}.h5",
+    )
     for job in expand.expand(spec).jobs:
         assert job.uid == job_uid(job.params)
         assert len(job.uid) == 16 and int(job.uid, 16) >= 0
@@ -147,11 +172,17 @@ def test_same_text_values_of_different_types_are_rejected() -> None:
 
 
 def test_output_paths_use_format_specs() -> None:
-    spec = spec_of("  realization: {range: [0, 2]}\n  redshift: [1.0, 0.25]\n",
-                   "r{realization:04d}/mock_z{redshift:.3f}.hdf5")
+    spec = spec_of(
+        "  realization: {range: [0, 2]}\n  redshift: [1.0, 0.25]\n",
+        "r{realization:04d}/mock_z{redshift:.3f}.hdf5",
+    )
     outputs = [j.output for j in expand.expand(spec).jobs]
-    assert outputs == ["r0000/mock_z1.000.hdf5", "r0000/mock_z0.250.hdf5",
-                       "r0001/mock_z1.000.hdf5", "r0001/mock_z0.250.hdf5"]
+    assert outputs == [
+        "r0000/mock_z1.000.hdf5",
+        "r0000/mock_z0.250.hdf5",
+        "r0001/mock_z1.000.hdf5",
+        "r0001/mock_z0.250.hdf5",
+    ]
 
 
 def test_outputs_with_job_key() -> None:
@@ -175,9 +206,23 @@ def test_negative_values_in_paths_are_fine() -> None:
 # -- command rendering ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["a; rm -rf ~", "$(touch pwned)", "`touch pwned`",
-                                   "x && touch pwned", "'; touch pwned; '", "a\"b", "*", "~",
-                                   "plain", "with space", "$HOME", "new\nline"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a; rm -rf ~",
+        "$(touch pwned)",
+        "`touch pwned`",
+        "x && touch pwned",
+        "'; touch pwned; '",
+        'a"b',
+        "*",
+        "~",
+        "plain",
+        "with space",
+        "$HOME",
+        "new\nline",
+    ],
+)
 def test_command_values_reach_the_shell_literally(tmp_path: Path, value: str) -> None:
     home = tmp_path / "home"
     home.mkdir()
@@ -186,8 +231,9 @@ def test_command_values_reach_the_shell_literally(tmp_path: Path, value: str) ->
     work.mkdir()
     command = CommandTemplate.parse("printf '%s' {v}").render({"v": value})
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
-    result = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True,
-                            text=True, timeout=10)
+    result = subprocess.run(
+        ["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True, timeout=10
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == value
     assert list(work.iterdir()) == [] and (home / "keep").exists()
@@ -195,10 +241,14 @@ def test_command_values_reach_the_shell_literally(tmp_path: Path, value: str) ->
 
 def test_command_template_formats_then_quotes() -> None:
     template = CommandTemplate.parse("run --z {redshift:.2f} --seed {seed} --out {output} {{x}}")
-    assert template.render({"redshift": 1.0, "seed": 7, "output": "r/o.h5"}) == \
-        "run --z 1.00 --seed 7 --out r/o.h5 {x}"
-    assert template.render({"redshift": 2, "seed": 0, "output": "a b"}) == \
-        "run --z 2.00 --seed 0 --out 'a b' {x}"
+    assert (
+        template.render({"redshift": 1.0, "seed": 7, "output": "r/o.h5"})
+        == "run --z 1.00 --seed 7 --out r/o.h5 {x}"
+    )
+    assert (
+        template.render({"redshift": 2, "seed": 0, "output": "a b"})
+        == "run --z 2.00 --seed 0 --out 'a b' {x}"
+    )
 
 
 @pytest.mark.parametrize("bad", ["{a.b}", "{0}", "{}", "{a!r}", "{a", "a}"])
@@ -216,7 +266,10 @@ def test_iter_chunks() -> None:
 
 
 def test_resources_from_job_type_level_and_explicit_keys() -> None:
-    spec = spec_of("  a: [1, 2]\n", "{a}.h5", extra="""\
+    spec = spec_of(
+        "  a: [1, 2]\n",
+        "{a}.h5",
+        extra="""\
 execution: {timeout_hours: 0.3}
 resources:
   job_type: mpi_small
@@ -224,7 +277,8 @@ resources:
   cpus_per_task: 3
   partition: debug
   sbatch_options: {licenses: scratch, exclusive: true}
-""")
+""",
+    )
     expansion = expand.expand(spec)
     assert len(expansion.groups) == 1
     res = expansion.groups[0].resources
@@ -235,21 +289,26 @@ resources:
 
 
 def test_explicit_memory_wins_over_level_in_the_same_section() -> None:
-    spec = spec_of("  a: [1]\n", "{a}.h5",
-                   extra="resources: {memory_requirement: high, memory: 300M}\n")
+    spec = spec_of(
+        "  a: [1]\n", "{a}.h5", extra="resources: {memory_requirement: high, memory: 300M}\n"
+    )
     assert expand.expand(spec).groups[0].resources.memory_mb == 300
 
 
 def test_override_on_a_zipped_parameter_groups_correctly() -> None:
-    spec = spec_of("  r: {range: [0, 3]}\n  s: {zip: {snap: [0, 1, 2], z: [2.0, 1.0, 0.0]}}\n",
-                   "r{r}/s{snap}.h5", extra="""\
+    spec = spec_of(
+        "  r: {range: [0, 3]}\n  s: {zip: {snap: [0, 1, 2], z: [2.0, 1.0, 0.0]}}\n",
+        "r{r}/s{snap}.h5",
+        extra="""\
 overrides:
   - match: {snap: 0, z: 2.0}
     execution: {timeout_hours: 2}
-""")
+""",
+    )
     expansion = expand.expand(spec)
-    slow = [j.key for j in expansion.jobs
-            if expansion.groups[j.group].resources.time_minutes == 120]
+    slow = [
+        j.key for j in expansion.jobs if expansion.groups[j.group].resources.time_minutes == 120
+    ]
     assert slow == ["r=0,snap=0,z=2.0", "r=1,snap=0,z=2.0", "r=2,snap=0,z=2.0"]
 
 
@@ -278,8 +337,12 @@ def test_production_example() -> None:
 _values = st.one_of(
     st.lists(st.integers(-50, 50), min_size=1, max_size=4, unique=True),
     st.lists(st.text("abcxyz", min_size=1, max_size=3), min_size=1, max_size=4, unique=True),
-    st.lists(st.floats(-10, 10, allow_nan=False).map(lambda x: round(x, 2)), min_size=1,
-             max_size=4, unique=True),
+    st.lists(
+        st.floats(-10, 10, allow_nan=False).map(lambda x: round(x, 2)),
+        min_size=1,
+        max_size=4,
+        unique=True,
+    ),
 )
 
 
@@ -301,8 +364,9 @@ def parameter_spaces(draw):
             lengths.append(stop - start)
         else:
             n = draw(st.integers(1, 3))
-            parameters[f"z{i}"] = {"zip": {f"p{i}": list(range(n)),
-                                           f"q{i}": [f"v{k}" for k in range(n)]}}
+            parameters[f"z{i}"] = {
+                "zip": {f"p{i}": list(range(n)), f"q{i}": [f"v{k}" for k in range(n)]}
+            }
             lengths.append(n)
     return parameters, lengths
 
@@ -311,9 +375,12 @@ def parameter_spaces(draw):
 @given(parameter_spaces())
 def test_job_count_is_the_product_and_keys_are_unique(space) -> None:
     parameters, lengths = space
-    names = [n for entry in parameters.values() if isinstance(entry, dict) and "zip" in entry
-             for n in entry["zip"]] + [n for n, e in parameters.items()
-                                      if not (isinstance(e, dict) and "zip" in e)]
+    names = [
+        n
+        for entry in parameters.values()
+        if isinstance(entry, dict) and "zip" in entry
+        for n in entry["zip"]
+    ] + [n for n, e in parameters.items() if not (isinstance(e, dict) and "zip" in e)]
     spec = spec_from_mapping(parameters, "/".join(f"{{{n}}}" for n in sorted(names)) + ".h5")
     first = expand.expand(spec)
     assert len(first.jobs) == math.prod(lengths) == spec.job_count

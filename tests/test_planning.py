@@ -17,10 +17,25 @@ MPI = Resources(nodes=1, ntasks_per_node=8, cpus_per_task=2, time_minutes=45)
 GROUPS = {0: JobGroup(0, ONE_CPU, 3), 1: JobGroup(1, FOUR_CPU, 3), 2: JobGroup(2, MPI, 1)}
 
 
-def plan(pending, *, batch_size=100, max_array_size=None, jobs_per_task=1, capacity=10**6,
-         limit=None, groups=GROUPS) -> Plan:
-    return plan_arrays(pending, groups, batch_size=batch_size, max_array_size=max_array_size,
-                       jobs_per_task=jobs_per_task, capacity=capacity, limit=limit)
+def plan(
+    pending,
+    *,
+    batch_size=100,
+    max_array_size=None,
+    jobs_per_task=1,
+    capacity=10**6,
+    limit=None,
+    groups=GROUPS,
+) -> Plan:
+    return plan_arrays(
+        pending,
+        groups,
+        batch_size=batch_size,
+        max_array_size=max_array_size,
+        jobs_per_task=jobs_per_task,
+        capacity=capacity,
+        limit=limit,
+    )
 
 
 def planned_ids(result: Plan) -> list[int]:
@@ -99,7 +114,9 @@ def test_job_order_is_kept_within_arrays() -> None:
     pending = [(9, 1), (3, 0), (7, 1), (1, 1), (8, 0), (2, 0)]
     result = plan(pending)
     assert [(a.group, planned_ids(Plan((a,), 0, 0))) for a in result.arrays] == [
-        (1, [9, 7, 1]), (0, [3, 8, 2])]
+        (1, [9, 7, 1]),
+        (0, [3, 8, 2]),
+    ]
 
 
 def test_array_resources_come_from_the_group() -> None:
@@ -111,24 +128,30 @@ def test_array_resources_come_from_the_group() -> None:
 # -- packed task resources --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("resources, k, parallel, minutes", [
-    (ONE_CPU, 1, 1, 30),
-    (ONE_CPU, 4, 1, 120),        # one CPU: four jobs one after another
-    (FOUR_CPU, 4, 4, 30),        # four CPUs: one wave
-    (FOUR_CPU, 6, 4, 60),        # two waves
-    (FOUR_CPU, 9, 4, 90),
-    (FOUR_CPU, 2, 2, 30),
-    (MPI, 3, 1, 135),            # multi-task (MPI) jobs never share a task's CPUs
-])
-def test_task_resources_scale_time_by_waves(resources: Resources, k: int, parallel: int,
-                                            minutes: int) -> None:
+@pytest.mark.parametrize(
+    "resources, k, parallel, minutes",
+    [
+        (ONE_CPU, 1, 1, 30),
+        (ONE_CPU, 4, 1, 120),  # one CPU: four jobs one after another
+        (FOUR_CPU, 4, 4, 30),  # four CPUs: one wave
+        (FOUR_CPU, 6, 4, 60),  # two waves
+        (FOUR_CPU, 9, 4, 90),
+        (FOUR_CPU, 2, 2, 30),
+        (MPI, 3, 1, 135),  # multi-task (MPI) jobs never share a task's CPUs
+    ],
+)
+def test_task_resources_scale_time_by_waves(
+    resources: Resources, k: int, parallel: int, minutes: int
+) -> None:
     assert task_parallelism(resources, k) == parallel
     scaled = task_resources(resources, k)
     assert scaled.time_minutes == minutes
     memory = resources.memory_mb * parallel if resources.memory_mb else resources.memory_mb
     assert scaled.memory_mb == memory  # the jobs running at once each need their memory
-    assert replace(scaled, time_minutes=resources.time_minutes,
-                   memory_mb=resources.memory_mb) == resources
+    assert (
+        replace(scaled, time_minutes=resources.time_minutes, memory_mb=resources.memory_mb)
+        == resources
+    )
 
 
 def test_plan_uses_scaled_resources() -> None:
@@ -149,17 +172,30 @@ def pending_jobs(draw):
 
 
 @settings(max_examples=150, deadline=None)
-@given(pending_jobs(), st.integers(1, 60), st.one_of(st.none(), st.integers(1, 60)),
-       st.integers(1, 5), st.integers(0, 400), st.one_of(st.none(), st.integers(0, 400)))
-def test_plan_properties(pending, batch_size, max_array_size, jobs_per_task, capacity,
-                         limit) -> None:
-    result = plan(pending, batch_size=batch_size, max_array_size=max_array_size,
-                  jobs_per_task=jobs_per_task, capacity=capacity, limit=limit)
+@given(
+    pending_jobs(),
+    st.integers(1, 60),
+    st.one_of(st.none(), st.integers(1, 60)),
+    st.integers(1, 5),
+    st.integers(0, 400),
+    st.one_of(st.none(), st.integers(0, 400)),
+)
+def test_plan_properties(
+    pending, batch_size, max_array_size, jobs_per_task, capacity, limit
+) -> None:
+    result = plan(
+        pending,
+        batch_size=batch_size,
+        max_array_size=max_array_size,
+        jobs_per_task=jobs_per_task,
+        capacity=capacity,
+        limit=limit,
+    )
     ids = planned_ids(result)
     group_of = dict(pending)
     # Every planned job appears exactly once, and the planned jobs are the first pending ones.
     assert len(ids) == len(set(ids))
-    assert set(ids) == {job for job, _ in pending[:len(ids)]}
+    assert set(ids) == {job for job, _ in pending[: len(ids)]}
     assert result.waiting == len(pending) - len(ids)
     if limit is not None:
         assert len(ids) <= limit

@@ -13,20 +13,32 @@ from campaigns.policy import INFRASTRUCTURE, RetryPolicy, decide, scaled
 from campaigns.states import FailureClass
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-POLICY = RetryPolicy(backoff=BackoffPolicy(base_seconds=60, factor=2, max_seconds=600, jitter=0.0),
-                     permanent_exit_codes=frozenset({2, 64}), infrastructure_delay_seconds=30,
-                     timeout_factor=1.5, max_time_minutes=120, memory_factor=2.0,
-                     max_memory_mb=8000)
+POLICY = RetryPolicy(
+    backoff=BackoffPolicy(base_seconds=60, factor=2, max_seconds=600, jitter=0.0),
+    permanent_exit_codes=frozenset({2, 64}),
+    infrastructure_delay_seconds=30,
+    timeout_factor=1.5,
+    max_time_minutes=120,
+    memory_factor=2.0,
+    max_memory_mb=8000,
+)
 
 
 def test_permanent_exit_code_fails_for_good_at_once() -> None:
-    d = decide(POLICY, FailureClass.EXIT_CODE, 64, attempts=1, max_retries=3, failed_at=T0, draw=0.5)
+    d = decide(
+        POLICY, FailureClass.EXIT_CODE, 64, attempts=1, max_retries=3, failed_at=T0, draw=0.5
+    )
     assert d.next_retry_at is None and "permanent" in d.reason
 
 
 def test_other_exit_codes_back_off_exponentially() -> None:
-    delays = [decide(POLICY, FailureClass.EXIT_CODE, 1, attempts=n, max_retries=9, failed_at=T0,
-                     draw=0.5).next_retry_at - T0 for n in range(1, 7)]
+    delays = [
+        decide(
+            POLICY, FailureClass.EXIT_CODE, 1, attempts=n, max_retries=9, failed_at=T0, draw=0.5
+        ).next_retry_at
+        - T0
+        for n in range(1, 7)
+    ]
     assert delays == [timedelta(seconds=s) for s in (60, 120, 240, 480, 600, 600)]
 
 
@@ -65,17 +77,20 @@ def test_scaled_resources_respect_caps() -> None:
 def test_policy_from_config_defaults_and_values() -> None:
     default = RetryPolicy.from_config({})
     assert default.permanent_exit_codes == frozenset() and default.timeout_factor == 1.5
-    custom = RetryPolicy.from_config({"retry_backoff": "none",
-                                      "retry_policy": {"permanent_exit_codes": [2],
-                                                       "timeout_factor": 2}})
+    custom = RetryPolicy.from_config(
+        {
+            "retry_backoff": "none",
+            "retry_policy": {"permanent_exit_codes": [2], "timeout_factor": 2},
+        }
+    )
     assert custom.permanent_exit_codes == {2} and custom.timeout_factor == 2.0
     assert custom.backoff.base_seconds == 0
 
 
-@given(st.sampled_from(list(FailureClass)), st.integers(1, 20), st.integers(0, 10),
-       st.floats(0, 1))
-def test_decision_never_exceeds_the_attempt_limit(failure: FailureClass, attempts: int,
-                                                  max_retries: int, draw: float) -> None:
+@given(st.sampled_from(list(FailureClass)), st.integers(1, 20), st.integers(0, 10), st.floats(0, 1))
+def test_decision_never_exceeds_the_attempt_limit(
+    failure: FailureClass, attempts: int, max_retries: int, draw: float
+) -> None:
     d = decide(POLICY, failure, 1, attempts, max_retries, T0, draw)
     if attempts >= max_retries + 1:
         assert d.next_retry_at is None

@@ -47,9 +47,12 @@ qa:
   finite_datasets: [galaxies/x, galaxies/y, galaxies/z, galaxies/mass]
   required_attributes: [seed, redshift]
 """
-RULES = QARules(required_datasets=("galaxies/x", "galaxies/mass"), min_rows=3,
-                finite_datasets=("galaxies/x", "galaxies/mass", "galaxies/id"),
-                required_attributes=("seed",))
+RULES = QARules(
+    required_datasets=("galaxies/x", "galaxies/mass"),
+    min_rows=3,
+    finite_datasets=("galaxies/x", "galaxies/mass", "galaxies/id"),
+    required_attributes=("seed",),
+)
 
 
 def cli(*argv: str) -> tuple[int, str]:
@@ -148,8 +151,12 @@ def test_corrupt_missing_and_nan_outputs_are_found_requeued_and_rerun(tmp_path: 
         assert saved == json.loads(Path(report.report).read_text())
         assert saved["summary"]["invalid"] == 2
         assert {e["key"] for e in saved["invalid"]} == {corrupt["key"], deleted["key"]}
-        assert saved["rules"]["finite_datasets"] == ["galaxies/x", "galaxies/y", "galaxies/z",
-                                                     "galaxies/mass"]
+        assert saved["rules"]["finite_datasets"] == [
+            "galaxies/x",
+            "galaxies/y",
+            "galaxies/z",
+            "galaxies/mass",
+        ]
         table = pd.read_csv(folder / "latest.csv")
         assert len(table) == 6 and table["ok"].sum() == 4
         assert Path(report.csv).is_file()
@@ -166,18 +173,22 @@ def test_corrupt_missing_and_nan_outputs_are_found_requeued_and_rerun(tmp_path: 
             fh["galaxies/mass"][...] = mass
         manifest = Path(m.store.attempts([nan["id"]])[-1]["manifest_path"])
         data = json.loads(manifest.read_text())
-        data["outputs"][0].update(size=nan_path.stat().st_size,
-                                  sha256=hashlib.sha256(nan_path.read_bytes()).hexdigest())
+        data["outputs"][0].update(
+            size=nan_path.stat().st_size, sha256=hashlib.sha256(nan_path.read_bytes()).hexdigest()
+        )
         manifest.write_text(json.dumps(data))
 
         report = qa.run_qa(m.store, m.layout, m.spec, now())
         problems = dict(report.invalid)
         assert set(problems) == {corrupt["key"], deleted["key"], nan["key"]}
-        assert problems[nan["key"]] == ["galaxies/mass holds NaN/inf values in 1 rows "
-                                        "(first at row 7)"]
+        assert problems[nan["key"]] == [
+            "galaxies/mass holds NaN/inf values in 1 rows (first at row 7)"
+        ]
         # The worker processes find the same problems as this process.
-        targets = [qa.Target(r["key"], r["uid"], r["output"], r["attempt"], r["manifest_path"])
-                   for r in m.store.qa_targets()]
+        targets = [
+            qa.Target(r["key"], r["uid"], r["output"], r["attempt"], r["manifest_path"])
+            for r in m.store.qa_targets()
+        ]
         hash_ = m.store.campaign()["config_hash"]
         alone = qa.check_outputs(targets, m.layout.catalogs, hash_, m.spec.qa, processes=0)
         pooled = qa.check_outputs(targets, m.layout.catalogs, hash_, m.spec.qa, processes=2)
@@ -199,8 +210,12 @@ def test_corrupt_missing_and_nan_outputs_are_found_requeued_and_rerun(tmp_path: 
         assert "checksum mismatch" in rows[corrupt["key"]]["error"]
         status = json.loads(cli("status", str(config), "--root", str(root), "--json")[1])
         assert status["counts"]["failed"] == 3
-        assert status["failures"] == {"by_class": {"invalid_output": 3}, "retry_due": 3,
-                                      "retry_waiting": 0, "exhausted": 0}
+        assert status["failures"] == {
+            "by_class": {"invalid_output": 3},
+            "retry_due": 3,
+            "retry_waiting": 0,
+            "exhausted": 0,
+        }
 
     # retry --submit reruns them; the campaign is whole again.
     code, out = cli("retry", str(config), "--root", str(root), "--submit")
@@ -237,12 +252,15 @@ def test_config_hash_and_manifest_problems(campaign: tuple[Path, Path], tmp_path
     config, root = campaign
     with manager(config, root) as m:
         rows = m.store.qa_targets()
-        targets = [qa.Target(r["key"], r["uid"], r["output"], r["attempt"], r["manifest_path"])
-                   for r in rows[:2]]
+        targets = [
+            qa.Target(r["key"], r["uid"], r["output"], r["attempt"], r["manifest_path"])
+            for r in rows[:2]
+        ]
         found = qa.check_outputs(targets, m.layout.catalogs, "0" * 16, m.spec.qa)
         assert all("config hash mismatch" in r["problems"][0] for r in found)
-        lost = qa.Target(rows[0]["key"], rows[0]["uid"], rows[0]["output"], 1,
-                         str(tmp_path / "gone.json"))
+        lost = qa.Target(
+            rows[0]["key"], rows[0]["uid"], rows[0]["output"], 1, str(tmp_path / "gone.json")
+        )
         bare = qa.Target(rows[1]["key"], rows[1]["uid"], rows[1]["output"], 1, None)
         found = qa.check_outputs([lost, bare], m.layout.catalogs, m.spec.config_hash, m.spec.qa)
         assert found[0]["problems"][0].startswith("manifest missing")
@@ -269,23 +287,28 @@ def write_h5(path: Path, rows: int = 10, **datasets: np.ndarray) -> Path:
 def test_hdf5_rules(tmp_path: Path) -> None:
     assert qa.check_hdf5(write_h5(tmp_path / "good.h5"), RULES) == []
     few = write_h5(tmp_path / "few.h5", rows=2)
-    assert qa.check_hdf5(few, RULES) == ["galaxies/x has 2 rows, fewer than min_rows 3",
-                                         "galaxies/mass has 2 rows, fewer than min_rows 3"]
+    assert qa.check_hdf5(few, RULES) == [
+        "galaxies/x has 2 rows, fewer than min_rows 3",
+        "galaxies/mass has 2 rows, fewer than min_rows 3",
+    ]
     bad = tmp_path / "bad.h5"
     with h5py.File(bad, "w") as fh:
         fh.create_group("galaxies/x")
         fh.create_dataset("galaxies/id", data=np.array([b"a", b"b"]))
     assert qa.check_hdf5(bad, RULES) == [
-        "missing root attribute 'seed'", "galaxies/x is a group, not a dataset (required_datasets)",
+        "missing root attribute 'seed'",
+        "galaxies/x is a group, not a dataset (required_datasets)",
         "missing dataset galaxies/mass (required_datasets)",
-        "galaxies/id is not numeric (|S1); finite_datasets needs numbers"]
+        "galaxies/id is not numeric (|S1); finite_datasets needs numbers",
+    ]
     text = tmp_path / "text.h5"
     text.write_text("not hdf5\n")
     assert qa.check_hdf5(text, RULES)[0].startswith("not a readable HDF5 file")
 
 
-def test_nonfinite_values_in_blocks_2d_and_compound(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nonfinite_values_in_blocks_2d_and_compound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mass = np.ones(100)
     mass[[37, 38, 91]] = [np.nan, np.inf, -np.inf]
     path = write_h5(tmp_path / "nan.h5", rows=100, mass=mass)
@@ -300,15 +323,21 @@ def test_nonfinite_values_in_blocks_2d_and_compound(tmp_path: Path,
     path = write_h5(tmp_path / "shapes.h5", rows=50, x=grid, mass=compound)
     assert qa.check_hdf5(path, RULES) == [
         "galaxies/x holds NaN/inf values in 1 rows (first at row 44)",
-        "galaxies/mass holds NaN/inf values in 1 rows (first at row 5)"]
+        "galaxies/mass holds NaN/inf values in 1 rows (first at row 5)",
+    ]
 
 
 def test_hdf5_worker_process(tmp_path: Path) -> None:
     good = write_h5(tmp_path / "good.h5")
     few = write_h5(tmp_path / "few.h5", rows=1)
     request = {"rules": asdict(RULES), "paths": [[0, str(good)], [1, str(few)]]}
-    done = subprocess.run([sys.executable, "-m", "campaigns.qa"], input=json.dumps(request),
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "campaigns.qa"],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     answer = json.loads(done.stdout)
     assert answer["0"][0] == [] and answer["1"][0][0].startswith("galaxies/x has 1 rows")
 
@@ -334,9 +363,22 @@ def test_export_csv(campaign: tuple[Path, Path], tmp_path: Path) -> None:
         written = export_jobs(m.store, tmp_path / "out" / "jobs.csv")
     frame = pd.read_csv(written.path)
     assert written.rows == len(frame) == 6
-    assert list(frame.columns) == ["key", "uid", "realization", "redshift", "state", "attempts",
-                                   "failure_class", "exit_code", "error", "started_at",
-                                   "ended_at", "runtime_seconds", "output", "scheduler_id"]
+    assert list(frame.columns) == [
+        "key",
+        "uid",
+        "realization",
+        "redshift",
+        "state",
+        "attempts",
+        "failure_class",
+        "exit_code",
+        "error",
+        "started_at",
+        "ended_at",
+        "runtime_seconds",
+        "output",
+        "scheduler_id",
+    ]
     assert frame["realization"].dtype == np.int64 and frame["redshift"].dtype == np.float64
     assert frame["realization"].tolist() == [0, 0, 1, 1, 2, 2]
     assert (frame["state"] == "completed").all() and (frame["runtime_seconds"] >= 0).all()

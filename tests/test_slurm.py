@@ -71,25 +71,47 @@ def leftovers() -> Iterator[list[Path]]:
             scancel_campaign(directory)
 
 
-def start(config: Path, root: Path, capsys: pytest.CaptureFixture[str],
-          leftovers: list[Path], *extra: str) -> dict:
+def start(
+    config: Path, root: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path], *extra: str
+) -> dict:
     """`init` then `submit --backend slurm --json`; the submit report."""
     ok(["init", str(config), "--root", str(root)], capsys)
     leftovers.append(campaign_dir(config, root, capsys))
-    report: dict = json.loads(ok(["submit", str(config), "--root", str(root), "--backend", "slurm",
-                                  "--json", *extra], capsys))
+    report: dict = json.loads(
+        ok(
+            ["submit", str(config), "--root", str(root), "--backend", "slurm", "--json", *extra],
+            capsys,
+        )
+    )
     return report
 
 
 def monitor_process(config: Path, root: Path, *extra: str, timeout: float = 180) -> list[dict]:
     """`python -m campaigns monitor --interval 1 --json ...` to its end; one report per refresh."""
     try:
-        proc = subprocess.run([sys.executable, "-m", "campaigns", "monitor", str(config), "--root",
-                               str(root), "--interval", "1", "--json", *extra],
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "campaigns",
+                "monitor",
+                str(config),
+                "--root",
+                str(root),
+                "--interval",
+                "1",
+                "--json",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"monitor did not finish within {timeout:.0f} s; last output: "
-                    f"{(exc.stdout or b'')[-2000:]!r}")
+        pytest.fail(
+            f"monitor did not finish within {timeout:.0f} s; last output: "
+            f"{(exc.stdout or b'')[-2000:]!r}"
+        )
     assert proc.returncode == 0, proc.stderr
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
@@ -98,15 +120,29 @@ def monitor_process(config: Path, root: Path, *extra: str, timeout: float = 180)
 
 
 def golden_request() -> ArrayRequest:
-    resources = Resources(nodes=1, ntasks_per_node=2, cpus_per_task=4, gpus_per_node=1,
-                          memory_mb=1536, time_minutes=90, partition="debug", qos="normal",
-                          account="m1234", constraint="cpu",
-                          sbatch_options=(("exclusive", "True"), ("licenses", "scratch")))
-    return ArrayRequest(token="0123456789ab", name="cmp-v1_demo-0123456789ab",
-                        folder=Path("/scratch/campaigns/v1_demo/logs/array-000001"), n_tasks=21,
-                        resources=resources, parallelism=8,
-                        setup=("module load python", "source /opt/venv/bin/activate"),
-                        python="/opt/venv/bin/python")
+    resources = Resources(
+        nodes=1,
+        ntasks_per_node=2,
+        cpus_per_task=4,
+        gpus_per_node=1,
+        memory_mb=1536,
+        time_minutes=90,
+        partition="debug",
+        qos="normal",
+        account="m1234",
+        constraint="cpu",
+        sbatch_options=(("exclusive", "True"), ("licenses", "scratch")),
+    )
+    return ArrayRequest(
+        token="0123456789ab",
+        name="cmp-v1_demo-0123456789ab",
+        folder=Path("/scratch/campaigns/v1_demo/logs/array-000001"),
+        n_tasks=21,
+        resources=resources,
+        parallelism=8,
+        setup=("module load python", "source /opt/venv/bin/activate"),
+        python="/opt/venv/bin/python",
+    )
 
 
 def test_render_matches_golden_file() -> None:
@@ -141,8 +177,9 @@ def test_parse_sacct_rows_recorded_on_the_cluster() -> None:
     assert tasks["143"][4].state == TaskState.COMPLETED
     live = parse_sacct((FIXTURES / "sacct_live.txt").read_text())
     assert live["128"][0].state == TaskState.RUNNING and live["128"][0].ended_at is None
-    assert {i: live["128"][i].state for i in range(1, 6)} == dict.fromkeys(range(1, 6),
-                                                                          TaskState.PENDING)
+    assert {i: live["128"][i].state for i in range(1, 6)} == dict.fromkeys(
+        range(1, 6), TaskState.PENDING
+    )
     assert [i for i, t in live["143"].items() if t.state == TaskState.PENDING] == [1, 3, 5, 6, 7]
     assert expand_ranges("1,3,5-7%4") == [1, 3, 5, 6, 7]
 
@@ -150,9 +187,9 @@ def test_parse_sacct_rows_recorded_on_the_cluster() -> None:
 # -- on the cluster -------------------------------------------------------------------------
 
 
-def test_example_campaign_runs_as_submitit_arrays(cluster: Cluster, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str],
-                                                  leftovers: list[Path]) -> None:
+def test_example_campaign_runs_as_submitit_arrays(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path]
+) -> None:
     text = EXAMPLE.read_text().replace("--n-galaxies 5000", "--n-galaxies 500")
     text = text.replace('version: "v0.1"', f'version: "{unique_version()}"')
     config = tmp_path / "test_campaign.yaml"
@@ -182,8 +219,15 @@ def test_example_campaign_runs_as_submitit_arrays(cluster: Cluster, tmp_path: Pa
         assert "#SBATCH --signal=B:USR2@90" in script
         assert re.search(r"^exec \S+ -u -m campaigns\.worker ", script, re.MULTILINE)
         files = sorted(p.name for p in folder.iterdir())
-        assert files == sorted(["array.json", "tasks.jsonl", "manifests", f"{sid}_submission.sh",
-                                *[f"{sid}_{i}_0_log.out" for i in range(10)]]), files
+        assert files == sorted(
+            [
+                "array.json",
+                "tasks.jsonl",
+                "manifests",
+                f"{sid}_submission.sh",
+                *[f"{sid}_{i}_0_log.out" for i in range(10)],
+            ]
+        ), files
         assert len(list((folder / "manifests").iterdir())) == 10
     assert not list(directory.rglob("*.pkl"))
     # Job rows carry `<array>_<task>` ids and the log path submitit really wrote.
@@ -202,9 +246,9 @@ def test_example_campaign_runs_as_submitit_arrays(cluster: Cluster, tmp_path: Pa
         assert name.endswith("-" + tokens[job_id.split("_")[0]])
 
 
-def test_campaign_larger_than_max_array_size_is_split(cluster: Cluster, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str],
-                                                      leftovers: list[Path]) -> None:
+def test_campaign_larger_than_max_array_size_is_split(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path]
+) -> None:
     limit = cluster.max_array_size
     n = 2 * limit + 8
     config = write_campaign(tmp_path, "split", n=n, batch=100)
@@ -224,12 +268,13 @@ def test_campaign_larger_than_max_array_size_is_split(cluster: Cluster, tmp_path
     assert all(len(v) <= limit and max(v) < limit for v in per_array.values()), per_array
 
 
-def test_queue_cap_then_monitor_submit_tops_up(cluster: Cluster, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str],
-                                              leftovers: list[Path]) -> None:
+def test_queue_cap_then_monitor_submit_tops_up(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path]
+) -> None:
     machine = write_machine(tmp_path, max_queued_jobs=10)
-    config = write_campaign(tmp_path, "cap", n=25, batch=4, machine=machine,
-                            command="\"sleep 1; echo {i} > {output}\"")
+    config = write_campaign(
+        tmp_path, "cap", n=25, batch=4, machine=machine, command='"sleep 1; echo {i} > {output}"'
+    )
     report = start(config, tmp_path, capsys, leftovers)
     assert report["submitted_jobs"] == 10 and report["waiting_jobs"] == 15, report
     first = status(config, tmp_path, capsys)["counts"]
@@ -242,17 +287,18 @@ def test_queue_cap_then_monitor_submit_tops_up(cluster: Cluster, tmp_path: Path,
     assert sum(s["n_tasks"] for s in subs) == 25 and len(subs) > 3
 
 
-def test_dry_run_prints_the_script_and_submits_nothing(cluster: Cluster, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str],
-                                                       leftovers: list[Path]) -> None:
+def test_dry_run_prints_the_script_and_submits_nothing(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path]
+) -> None:
     config = write_campaign(tmp_path, "dry run", n=5, batch=100)
     report = start(config, tmp_path, capsys, leftovers, "--dry-run")
     assert report["dry_run"] and [a["scheduler_id"] for a in report["arrays"]] == [None]
     script = report["arrays"][0]["script"]
     assert script.startswith("#!/bin/bash") and "#SBATCH --array=0-4%5" in script
     assert "campaigns.worker" in script
-    code, out, err = run(["submit", str(config), "--root", str(tmp_path), "--backend", "slurm",
-                          "--dry-run"], capsys)
+    code, out, err = run(
+        ["submit", str(config), "--root", str(tmp_path), "--backend", "slurm", "--dry-run"], capsys
+    )
     assert code == 0, err
     assert "#SBATCH --array=0-4%5" in out and "campaigns.worker" in out
     directory = campaign_dir(config, tmp_path, capsys)
@@ -261,11 +307,12 @@ def test_dry_run_prints_the_script_and_submits_nothing(cluster: Cluster, tmp_pat
     assert sacct_names_like(f"cmp-{directory.name[:40]}-") == []
 
 
-def test_failing_job_fails_with_its_exit_code(cluster: Cluster, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str],
-                                              leftovers: list[Path]) -> None:
-    config = write_campaign(tmp_path, "exit", n=2,
-                            command="\"test {i} -ne 1 && echo {i} > {output} || exit 3\"")
+def test_failing_job_fails_with_its_exit_code(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path]
+) -> None:
+    config = write_campaign(
+        tmp_path, "exit", n=2, command='"test {i} -ne 1 && echo {i} > {output} || exit 3"'
+    )
     start(config, tmp_path, capsys, leftovers)
     final = monitor_until_done(config, tmp_path, capsys)
     assert final["counts"]["completed"] == 1 and final["counts"]["failed"] == 1, final
@@ -278,13 +325,18 @@ def test_failing_job_fails_with_its_exit_code(cluster: Cluster, tmp_path: Path,
 
 
 @pytest.mark.slow
-def test_job_past_its_time_limit_ends_as_timeout(cluster: Cluster, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str],
-                                                 leftovers: list[Path]) -> None:
-    config = write_campaign(tmp_path, "timeout", n=1, hours=0.016, command="\"sleep 600\"")
+def test_job_past_its_time_limit_ends_as_timeout(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path]
+) -> None:
+    config = write_campaign(tmp_path, "timeout", n=1, hours=0.016, command='"sleep 600"')
     report = start(config, tmp_path, capsys, leftovers)
-    assert "#SBATCH --time=1" in (Path(report["arrays"][0]["folder"]) /
-                                  f"{report['arrays'][0]['scheduler_id']}_submission.sh").read_text()
+    assert (
+        "#SBATCH --time=1"
+        in (
+            Path(report["arrays"][0]["folder"])
+            / f"{report['arrays'][0]['scheduler_id']}_submission.sh"
+        ).read_text()
+    )
     final = monitor_until_done(config, tmp_path, capsys, timeout=200, interval=3)
     assert final["counts"]["failed"] == 1, final["counts"]
     job = jobs(campaign_dir(config, tmp_path, capsys))[0]
@@ -295,16 +347,17 @@ def test_job_past_its_time_limit_ends_as_timeout(cluster: Cluster, tmp_path: Pat
     assert "DUE TO TIME LIMIT" in log
 
 
-def test_cancel_running_and_pending_tasks(cluster: Cluster, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str],
-                                          leftovers: list[Path]) -> None:
-    config = write_campaign(tmp_path, "cancel", n=6, parallelism=2, command="\"sleep 300\"")
+def test_cancel_running_and_pending_tasks(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path]
+) -> None:
+    config = write_campaign(tmp_path, "cancel", n=6, parallelism=2, command='"sleep 300"')
     report = start(config, tmp_path, capsys, leftovers)
     sid, folder = report["arrays"][0]["scheduler_id"], Path(report["arrays"][0]["folder"])
     deadline = time.monotonic() + 60
     while True:
-        counts = json.loads(ok(["monitor", str(config), "--root", str(tmp_path), "--once",
-                                "--json"], capsys))["counts"]
+        counts = json.loads(
+            ok(["monitor", str(config), "--root", str(tmp_path), "--once", "--json"], capsys)
+        )["counts"]
         if counts["running"] == 2:
             break
         assert time.monotonic() < deadline, f"2 tasks should run (throttle %2): {counts}"
@@ -325,48 +378,80 @@ def test_cancel_running_and_pending_tasks(cluster: Cluster, tmp_path: Path,
         time.sleep(1)
     assert any("[" in r[0] for r in sacct([sid])), sacct([sid])
     # A later refresh changes nothing.
-    again = json.loads(ok(["monitor", str(config), "--root", str(tmp_path), "--once", "--json"],
-                          capsys))
+    again = json.loads(
+        ok(["monitor", str(config), "--root", str(tmp_path), "--once", "--json"], capsys)
+    )
     assert again["counts"]["cancelled"] == 6
 
 
 @pytest.mark.mpi
-def test_two_rank_mpi_job_matches_one_rank(cluster: Cluster, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str],
-                                           leftovers: list[Path]) -> None:
+def test_two_rank_mpi_job_matches_one_rank(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path]
+) -> None:
     machine = write_machine(tmp_path, launcher="srun --mpi=pmix")
     mock = "python -m campaigns.examples.mock --seed {i} --redshift 1.5 --n-galaxies 20000"
-    config = write_campaign(tmp_path, "mpi", n=1, job_type="mpi_small", machine=machine,
-                            command=f"\"{mock} --output {{output}}\"", output="r{i:04d}.hdf5")
+    config = write_campaign(
+        tmp_path,
+        "mpi",
+        n=1,
+        job_type="mpi_small",
+        machine=machine,
+        command=f'"{mock} --output {{output}}"',
+        output="r{i:04d}.hdf5",
+    )
     report = start(config, tmp_path, capsys, leftovers)
-    script = (Path(report["arrays"][0]["folder"]) /
-              f"{report['arrays'][0]['scheduler_id']}_submission.sh").read_text()
+    script = (
+        Path(report["arrays"][0]["folder"]) / f"{report['arrays'][0]['scheduler_id']}_submission.sh"
+    ).read_text()
     assert "#SBATCH --ntasks-per-node=2" in script and "srun" not in script
     final = monitor_until_done(config, tmp_path, capsys)
     assert final["counts"]["completed"] == 1, final
     job = status(config, tmp_path, capsys, "--verbose")["jobs"][0]
     assert "with 2 rank(s)" in Path(job["log"]).read_text()
     serial = tmp_path / "serial.hdf5"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SLURM_", "OMPI_", "PMI", "PMIX_", "MV2_"))}
-    subprocess.run([sys.executable, "-m", "campaigns.examples.mock", "--seed", "0", "--redshift",
-                    "1.5", "--n-galaxies", "20000", "--output", str(serial)], env=env, check=True,
-                   capture_output=True, timeout=120)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLURM_", "OMPI_", "PMI", "PMIX_", "MV2_"))
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "campaigns.examples.mock",
+            "--seed",
+            "0",
+            "--redshift",
+            "1.5",
+            "--n-galaxies",
+            "20000",
+            "--output",
+            str(serial),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     produced = campaign_dir(config, tmp_path, capsys) / "catalogs" / "r0000.hdf5"
     assert filecmp.cmp(serial, produced, shallow=False)
 
 
 def test_rejected_sbatch_is_a_clear_error_and_leaves_jobs_pending(
-        cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        leftovers: list[Path]) -> None:
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path]
+) -> None:
     config = write_campaign(tmp_path, "bad partition", n=3)
-    config.write_text(config.read_text().replace("  job_type: cpu_intensive",
-                                                 "  job_type: cpu_intensive\n  partition: nosuch"))
+    config.write_text(
+        config.read_text().replace(
+            "  job_type: cpu_intensive", "  job_type: cpu_intensive\n  partition: nosuch"
+        )
+    )
     ok(["init", str(config), "--root", str(tmp_path)], capsys)
     leftovers.append(campaign_dir(config, tmp_path, capsys))
     started = time.monotonic()
-    code, _out, err = run(["submit", str(config), "--root", str(tmp_path), "--backend", "slurm"],
-                          capsys)
+    code, _out, err = run(
+        ["submit", str(config), "--root", str(tmp_path), "--backend", "slurm"], capsys
+    )
     assert code == 1, err
     assert time.monotonic() - started < 10  # a permanent error: no retries
     assert "sbatch refused" in err and "invalid partition" in err.lower(), err
@@ -378,10 +463,13 @@ def test_rejected_sbatch_is_a_clear_error_and_leaves_jobs_pending(
     assert not list((directory / "logs").rglob(".submission_file_*"))
 
 
-def test_crash_after_sbatch_is_recovered_by_token(cluster: Cluster, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str],
-                                                  leftovers: list[Path],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_after_sbatch_is_recovered_by_token(
+    cluster: Cluster,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    leftovers: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """sbatch succeeded but the id was never recorded: the next run finds the array by name."""
     from campaigns.manager import CampaignManager
     from campaigns.store import Store
@@ -403,8 +491,9 @@ def test_crash_after_sbatch_is_recovered_by_token(cluster: Cluster, tmp_path: Pa
     [intent] = submissions(directory)
     assert intent["state"] == "intent" and intent["scheduler_id"] is None
 
-    report = json.loads(ok(["submit", str(config), "--root", str(tmp_path), "--backend", "slurm",
-                            "--json"], capsys))
+    report = json.loads(
+        ok(["submit", str(config), "--root", str(tmp_path), "--backend", "slurm", "--json"], capsys)
+    )
     assert report["submitted_jobs"] == 0, report  # nothing submitted twice
     assert any("had reached the scheduler" in line for line in report["recovered"]), report
     final = monitor_until_done(config, tmp_path, capsys)
@@ -424,8 +513,14 @@ def test_array_of_an_abandoned_submission_runs_nothing(cluster: Cluster, tmp_pat
     token = unique_version()
     assert scheduler.find(token, folder, datetime.now(timezone.utc)) is None
     assert (folder / "abandoned").exists()
-    request = ArrayRequest(token=token, name=f"cmp-late-{token}", folder=folder, n_tasks=2,
-                           resources=Resources(time_minutes=2), parallelism=2)
+    request = ArrayRequest(
+        token=token,
+        name=f"cmp-late-{token}",
+        folder=folder,
+        n_tasks=2,
+        resources=Resources(time_minutes=2),
+        parallelism=2,
+    )
     sid = scheduler.submit(request)
     try:
         deadline = time.monotonic() + 60
@@ -454,21 +549,32 @@ def shim(folder: Path, name: str, body: str) -> Path:
 
 
 def test_sbatch_timeout_that_reached_slurm_is_not_submitted_twice(
-        cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """sbatch reports a socket timeout although the array was queued: look it up, never resubmit."""
     import shutil
 
     real = shutil.which("sbatch")
-    shims = shim(tmp_path / "bin", "sbatch", f'{real} "$@" > /dev/null\n'
-                 'echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv '
-                 'operation" >&2\nexit 1')
+    shims = shim(
+        tmp_path / "bin",
+        "sbatch",
+        f'{real} "$@" > /dev/null\n'
+        'echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv '
+        'operation" >&2\nexit 1',
+    )
     monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
     folder = tmp_path / "array-000001"
     folder.mkdir()
     (folder / "abandoned").write_text("the test needs no worker\n")  # tasks exit at once
     token = unique_version()
-    request = ArrayRequest(token=token, name=f"cmp-shim-{token}", folder=folder, n_tasks=1,
-                           resources=Resources(time_minutes=2), parallelism=1)
+    request = ArrayRequest(
+        token=token,
+        name=f"cmp-shim-{token}",
+        folder=folder,
+        n_tasks=1,
+        resources=Resources(time_minutes=2),
+        parallelism=1,
+    )
     sid = SlurmScheduler().submit(request)
     try:
         assert re.fullmatch(r"\d+", sid)
@@ -484,19 +590,27 @@ def test_sbatch_timeout_that_reached_slurm_is_not_submitted_twice(
 
 
 def test_sacct_down_means_status_unknown_and_nothing_changes(
-        cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        leftovers: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster: Cluster,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    leftovers: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import campaigns.scheduler.slurm as slurm_backend
 
-    config = write_campaign(tmp_path, "sacct down", n=2, command="\"sleep 30\"")
+    config = write_campaign(tmp_path, "sacct down", n=2, command='"sleep 30"')
     start(config, tmp_path, capsys, leftovers)
     before = status(config, tmp_path, capsys)["counts"]
-    shims = shim(tmp_path / "bin", "sacct", 'echo "sacct: error: Problem talking to the database: '
-                 'Connection refused" >&2\nexit 1')
+    shims = shim(
+        tmp_path / "bin",
+        "sacct",
+        'echo "sacct: error: Problem talking to the database: Connection refused" >&2\nexit 1',
+    )
     monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(slurm_backend, "ATTEMPTS", 2)
-    code, out, err = run(["monitor", str(config), "--root", str(tmp_path), "--once", "--json"],
-                         capsys)
+    code, out, err = run(
+        ["monitor", str(config), "--root", str(tmp_path), "--once", "--json"], capsys
+    )
     assert code == 0, err
     report = json.loads(out)
     assert "status unknown" in report["scheduler_error"], report

@@ -66,18 +66,40 @@ def leftovers() -> Iterator[list[Path]]:
             scancel_campaign(directory)
 
 
-def make(tmp_path: Path, title: str, command: str, *, n: int = 1, retries: int = 2,
-         base: float = 1, hours: float = 0.25, per_task: int = 1, batch: int = 100,
-         job_type: str = "cpu_intensive") -> Path:
+def make(
+    tmp_path: Path,
+    title: str,
+    command: str,
+    *,
+    n: int = 1,
+    retries: int = 2,
+    base: float = 1,
+    hours: float = 0.25,
+    per_task: int = 1,
+    batch: int = 100,
+    job_type: str = "cpu_intensive",
+) -> Path:
     path = tmp_path / "campaign.yaml"
-    path.write_text(CAMPAIGN.format(title=title, version=unique_version(), n=n, command=command,
-                                    batch=batch, per_task=per_task, retries=retries, base=base,
-                                    hours=hours, job_type=job_type))
+    path.write_text(
+        CAMPAIGN.format(
+            title=title,
+            version=unique_version(),
+            n=n,
+            command=command,
+            batch=batch,
+            per_task=per_task,
+            retries=retries,
+            base=base,
+            hours=hours,
+            job_type=job_type,
+        )
+    )
     return path
 
 
-def start(config: Path, root: Path, capsys: pytest.CaptureFixture[str],
-          leftovers: list[Path]) -> Path:
+def start(
+    config: Path, root: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path]
+) -> Path:
     ok(["init", str(config), "--root", str(root)], capsys)
     directory = campaign_dir(config, root, capsys)
     leftovers.append(directory)
@@ -101,8 +123,8 @@ def retry_submit(config: Path, root: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_failing_once_then_succeeding_waits_for_its_backoff(
-        cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        leftovers: list[Path]) -> None:
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path]
+) -> None:
     command = "'test \"$CAMPAIGNS_ATTEMPT\" != 1 || exit 7; echo ok > {output}'"
     config = make(tmp_path, "once", command, base=12)
     directory = start(config, tmp_path, capsys, leftovers)
@@ -128,14 +150,18 @@ def test_failing_once_then_succeeding_waits_for_its_backoff(
 
 
 def test_always_failing_job_stops_after_max_retries_plus_one(
-        cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        leftovers: list[Path]) -> None:
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path]
+) -> None:
     config = make(tmp_path, "always", "'echo nope >&2; exit 3'", retries=2, base=1)
     directory = start(config, tmp_path, capsys, leftovers)
     deadline = time.monotonic() + 180
     while True:
-        report = json.loads(ok(["monitor", str(config), "--root", str(tmp_path), "--once",
-                                "--submit", "--json"], capsys))
+        report = json.loads(
+            ok(
+                ["monitor", str(config), "--root", str(tmp_path), "--once", "--submit", "--json"],
+                capsys,
+            )
+        )
         if report["finished"]:
             break
         assert time.monotonic() < deadline, report
@@ -149,31 +175,50 @@ def test_always_failing_job_stops_after_max_retries_plus_one(
     assert len(attempts_of(directory)) == 3
 
 
-def test_permanent_exit_code_is_not_retried(cluster: Cluster, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str],
-                                            leftovers: list[Path]) -> None:
+def test_permanent_exit_code_is_not_retried(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path]
+) -> None:
     config = make(tmp_path, "permanent", "'exit 64'", retries=3)
     directory = start(config, tmp_path, capsys, leftovers)
-    report = json.loads(ok(["monitor", str(config), "--root", str(tmp_path), "--interval", "1",
-                            "--submit", "--json"], capsys).splitlines()[-1])
+    report = json.loads(
+        ok(
+            [
+                "monitor",
+                str(config),
+                "--root",
+                str(tmp_path),
+                "--interval",
+                "1",
+                "--submit",
+                "--json",
+            ],
+            capsys,
+        ).splitlines()[-1]
+    )
     assert report["finished"] and report["failures"]["exhausted"] == 1
     (attempt,) = attempts_of(directory)
     assert attempt["exit_code"] == 64 and attempt["failure_class"] == "exit_code"
 
 
 @pytest.mark.slow
-def test_timeout_is_retried_with_a_longer_limit(cluster: Cluster, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str],
-                                                leftovers: list[Path]) -> None:
+def test_timeout_is_retried_with_a_longer_limit(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path]
+) -> None:
     # The job only finishes when its time limit is longer than one minute.
-    command = ("'limit=$(squeue -h -j $SLURM_JOB_ID -o %l); echo limit=$limit; "
-               "if [ \"$limit\" = \"1:00\" ]; then sleep 600; fi; echo ok > {output}'")
+    command = (
+        "'limit=$(squeue -h -j $SLURM_JOB_ID -o %l); echo limit=$limit; "
+        'if [ "$limit" = "1:00" ]; then sleep 600; fi; echo ok > {output}\''
+    )
     config = make(tmp_path, "timeout", command, retries=2, hours=1 / 60)
     directory = start(config, tmp_path, capsys, leftovers)
     deadline = time.monotonic() + 300
     while True:
-        report = json.loads(ok(["monitor", str(config), "--root", str(tmp_path), "--once",
-                                "--submit", "--json"], capsys))
+        report = json.loads(
+            ok(
+                ["monitor", str(config), "--root", str(tmp_path), "--once", "--submit", "--json"],
+                capsys,
+            )
+        )
         if report["finished"]:
             break
         assert time.monotonic() < deadline, report
@@ -185,11 +230,12 @@ def test_timeout_is_retried_with_a_longer_limit(cluster: Cluster, tmp_path: Path
 
 
 def test_packed_tasks_run_jobs_alone_and_retry_only_the_failed_one(
-        cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        leftovers: list[Path]) -> None:
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path]
+) -> None:
     # 12 jobs, 4 per task: 3 tasks. Job 5 fails on its first attempt only.
-    command = ("'if [ {i} = 5 ] && [ \"$CAMPAIGNS_ATTEMPT\" = 1 ]; then exit 9; fi; "
-               "echo {i} > {output}'")
+    command = (
+        "'if [ {i} = 5 ] && [ \"$CAMPAIGNS_ATTEMPT\" = 1 ]; then exit 9; fi; echo {i} > {output}'"
+    )
     config = make(tmp_path, "packed", command, n=12, per_task=4, retries=1, base=1)
     directory = start(config, tmp_path, capsys, leftovers)
     report = monitor_until_done(config, tmp_path, capsys)
@@ -212,23 +258,38 @@ def test_packed_tasks_run_jobs_alone_and_retry_only_the_failed_one(
 
 @pytest.mark.slow
 def test_packed_task_killed_by_time_limit_fails_only_unfinished_jobs(
-        cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        leftovers: list[Path]) -> None:
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path]
+) -> None:
     # 3 jobs in one 3-cpu task, all at once: jobs 0 and 1 finish, job 2 sleeps past the limit.
     command = "'if [ {i} = 2 ]; then sleep 600; fi; echo {i} > {output}'"
-    config = make(tmp_path, "packed-timeout", command, n=3, per_task=3, retries=0,
-                  hours=1 / 60, job_type="three_cpus")  # one wave: a 1-minute task limit
+    config = make(
+        tmp_path,
+        "packed-timeout",
+        command,
+        n=3,
+        per_task=3,
+        retries=0,
+        hours=1 / 60,
+        job_type="three_cpus",
+    )  # one wave: a 1-minute task limit
     directory = start(config, tmp_path, capsys, leftovers)
     report = monitor_until_done(config, tmp_path, capsys, timeout=240, interval=2)
     states = {j["key"]: (j["state"], j["failure_class"]) for j in jobs(directory)}
-    assert states == {"i=0": ("completed", None), "i=1": ("completed", None),
-                      "i=2": ("failed", "timeout")}, report
+    assert states == {
+        "i=0": ("completed", None),
+        "i=1": ("completed", None),
+        "i=2": ("failed", "timeout"),
+    }, report
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_submit_killed_at_random_points_runs_every_job_exactly_once(
-        cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        leftovers: list[Path], seed: int) -> None:
+    cluster: Cluster,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    leftovers: list[Path],
+    seed: int,
+) -> None:
     runs = tmp_path / "runs"
     runs.mkdir()
     command = f"'echo $CAMPAIGNS_ATTEMPT >> {runs}/{{i}}; echo x > {{output}}'"
@@ -236,9 +297,21 @@ def test_submit_killed_at_random_points_runs_every_job_exactly_once(
     ok(["init", str(config), "--root", str(tmp_path)], capsys)
     leftovers.append(campaign_dir(config, tmp_path, capsys))
     delay = random.Random(seed).uniform(0.2, 2.0)
-    proc = subprocess.Popen([sys.executable, "-m", "campaigns", "submit", str(config), "--root",
-                             str(tmp_path), "--backend", "slurm"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "campaigns",
+            "submit",
+            str(config),
+            "--root",
+            str(tmp_path),
+            "--backend",
+            "slurm",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -250,9 +323,9 @@ def test_submit_killed_at_random_points_runs_every_job_exactly_once(
 
 
 @pytest.mark.mpi
-def test_mpi_example_runs_with_two_ranks_and_passes_qa(cluster: Cluster, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str],
-                                                       leftovers: list[Path]) -> None:
+def test_mpi_example_runs_with_two_ranks_and_passes_qa(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path]
+) -> None:
     from campaigns.cli import main
 
     example = Path(__file__).resolve().parents[1] / "config" / "examples" / "mpi_campaign.yaml"

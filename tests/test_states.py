@@ -17,21 +17,30 @@ from campaigns.states import (
 )
 
 SLURM_STATES = {
-    "PENDING": TaskState.PENDING, "CONFIGURING": TaskState.PENDING,
-    "REQUEUED": TaskState.PENDING, "REQUEUE_FED": TaskState.PENDING,
-    "REQUEUE_HOLD": TaskState.PENDING, "RESV_DEL_HOLD": TaskState.PENDING,
-    "RUNNING": TaskState.RUNNING, "COMPLETING": TaskState.RUNNING,
-    "SUSPENDED": TaskState.RUNNING, "STAGE_OUT": TaskState.RUNNING,
-    "SIGNALING": TaskState.RUNNING, "RESIZING": TaskState.RUNNING,
+    "PENDING": TaskState.PENDING,
+    "CONFIGURING": TaskState.PENDING,
+    "REQUEUED": TaskState.PENDING,
+    "REQUEUE_FED": TaskState.PENDING,
+    "REQUEUE_HOLD": TaskState.PENDING,
+    "RESV_DEL_HOLD": TaskState.PENDING,
+    "RUNNING": TaskState.RUNNING,
+    "COMPLETING": TaskState.RUNNING,
+    "SUSPENDED": TaskState.RUNNING,
+    "STAGE_OUT": TaskState.RUNNING,
+    "SIGNALING": TaskState.RUNNING,
+    "RESIZING": TaskState.RUNNING,
     "STOPPED": TaskState.RUNNING,
     "COMPLETED": TaskState.COMPLETED,
-    "FAILED": TaskState.FAILED, "SPECIAL_EXIT": TaskState.FAILED,
-    "TIMEOUT": TaskState.TIMEOUT, "DEADLINE": TaskState.TIMEOUT,
+    "FAILED": TaskState.FAILED,
+    "SPECIAL_EXIT": TaskState.FAILED,
+    "TIMEOUT": TaskState.TIMEOUT,
+    "DEADLINE": TaskState.TIMEOUT,
     "OUT_OF_MEMORY": TaskState.OUT_OF_MEMORY,
     "NODE_FAIL": TaskState.NODE_FAIL,
     "PREEMPTED": TaskState.PREEMPTED,
     "BOOT_FAIL": TaskState.BOOT_FAIL,
-    "CANCELLED": TaskState.CANCELLED, "REVOKED": TaskState.CANCELLED,
+    "CANCELLED": TaskState.CANCELLED,
+    "REVOKED": TaskState.CANCELLED,
 }
 
 
@@ -42,18 +51,21 @@ def test_every_slurm_state_word(word: str, state: TaskState) -> None:
     assert from_slurm(f"  {word}+ ") is state
 
 
-@pytest.mark.parametrize("text, state", [
-    ("CANCELLED by 0", TaskState.CANCELLED),
-    ("CANCELLED by 12345", TaskState.CANCELLED),
-    ("CANCELLED+", TaskState.CANCELLED),
-    ("OUT_OF_MEMORY+", TaskState.OUT_OF_MEMORY),
-    ("TIMEOUT+", TaskState.TIMEOUT),
-    ("", TaskState.UNKNOWN),
-    ("   ", TaskState.UNKNOWN),
-    ("WEIRD_NEW_STATE", TaskState.UNKNOWN),
-    ("RUNNINGX", TaskState.UNKNOWN),
-    ("+", TaskState.UNKNOWN),
-])
+@pytest.mark.parametrize(
+    "text, state",
+    [
+        ("CANCELLED by 0", TaskState.CANCELLED),
+        ("CANCELLED by 12345", TaskState.CANCELLED),
+        ("CANCELLED+", TaskState.CANCELLED),
+        ("OUT_OF_MEMORY+", TaskState.OUT_OF_MEMORY),
+        ("TIMEOUT+", TaskState.TIMEOUT),
+        ("", TaskState.UNKNOWN),
+        ("   ", TaskState.UNKNOWN),
+        ("WEIRD_NEW_STATE", TaskState.UNKNOWN),
+        ("RUNNINGX", TaskState.UNKNOWN),
+        ("+", TaskState.UNKNOWN),
+    ],
+)
 def test_slurm_state_decorations_and_unknown_words(text: str, state: TaskState) -> None:
     assert from_slurm(text) is state
 
@@ -74,21 +86,26 @@ def test_manifest_exit_zero_means_completed_whatever_the_task_says(task: TaskSta
 
 
 def test_manifest_missing_output_is_a_failure() -> None:
-    verdict = judge(TaskState.COMPLETED, {"exit_code": 0, "failure": "missing_output",
-                                          "error": "no file r0/x.h5"})
+    verdict = judge(
+        TaskState.COMPLETED,
+        {"exit_code": 0, "failure": "missing_output", "error": "no file r0/x.h5"},
+    )
     assert verdict.state is JobState.FAILED
     assert verdict.failure is FailureClass.MISSING_OUTPUT
     assert verdict.exit_code == 0 and verdict.error == "no file r0/x.h5"
 
 
-@pytest.mark.parametrize("task, failure", [
-    (TaskState.TIMEOUT, FailureClass.TIMEOUT),
-    (TaskState.OUT_OF_MEMORY, FailureClass.OUT_OF_MEMORY),
-    (TaskState.NODE_FAIL, FailureClass.NODE_FAIL),
-    (TaskState.PREEMPTED, FailureClass.PREEMPTED),
-    (TaskState.CANCELLED, FailureClass.CANCELLED),
-    (TaskState.BOOT_FAIL, FailureClass.BOOT_FAIL),
-])
+@pytest.mark.parametrize(
+    "task, failure",
+    [
+        (TaskState.TIMEOUT, FailureClass.TIMEOUT),
+        (TaskState.OUT_OF_MEMORY, FailureClass.OUT_OF_MEMORY),
+        (TaskState.NODE_FAIL, FailureClass.NODE_FAIL),
+        (TaskState.PREEMPTED, FailureClass.PREEMPTED),
+        (TaskState.CANCELLED, FailureClass.CANCELLED),
+        (TaskState.BOOT_FAIL, FailureClass.BOOT_FAIL),
+    ],
+)
 def test_a_scheduler_kill_beats_the_bare_exit_code(task: TaskState, failure: FailureClass) -> None:
     verdict = judge(task, {"exit_code": 137, "failure": "exit_code", "error": "exit code 137"})
     assert verdict.state is JobState.FAILED and verdict.failure is failure
@@ -96,8 +113,9 @@ def test_a_scheduler_kill_beats_the_bare_exit_code(task: TaskState, failure: Fai
     assert task.value in (verdict.error or "")
 
 
-@pytest.mark.parametrize("task", [TaskState.FAILED, TaskState.COMPLETED, TaskState.RUNNING,
-                                  TaskState.UNKNOWN])
+@pytest.mark.parametrize(
+    "task", [TaskState.FAILED, TaskState.COMPLETED, TaskState.RUNNING, TaskState.UNKNOWN]
+)
 def test_manifest_exit_code_failure_without_a_kill(task: TaskState) -> None:
     verdict = judge(task, {"exit_code": 3, "failure": "exit_code", "error": "boom"})
     assert verdict == Verdict(JobState.FAILED, FailureClass.EXIT_CODE, 3, "boom")
@@ -118,17 +136,20 @@ def test_manifest_with_a_failure_class_this_version_lacks_does_not_crash() -> No
     assert verdict.state is JobState.FAILED and verdict.failure is FailureClass.EXIT_CODE
 
 
-@pytest.mark.parametrize("task, failure", [
-    (TaskState.FAILED, FailureClass.EXIT_CODE),
-    (TaskState.TIMEOUT, FailureClass.TIMEOUT),
-    (TaskState.OUT_OF_MEMORY, FailureClass.OUT_OF_MEMORY),
-    (TaskState.NODE_FAIL, FailureClass.NODE_FAIL),
-    (TaskState.PREEMPTED, FailureClass.PREEMPTED),
-    (TaskState.BOOT_FAIL, FailureClass.BOOT_FAIL),
-    (TaskState.CANCELLED, FailureClass.CANCELLED),
-    (TaskState.COMPLETED, FailureClass.LOST),  # ended "well" but left no manifest
-    (TaskState.LOST, FailureClass.LOST),
-])
+@pytest.mark.parametrize(
+    "task, failure",
+    [
+        (TaskState.FAILED, FailureClass.EXIT_CODE),
+        (TaskState.TIMEOUT, FailureClass.TIMEOUT),
+        (TaskState.OUT_OF_MEMORY, FailureClass.OUT_OF_MEMORY),
+        (TaskState.NODE_FAIL, FailureClass.NODE_FAIL),
+        (TaskState.PREEMPTED, FailureClass.PREEMPTED),
+        (TaskState.BOOT_FAIL, FailureClass.BOOT_FAIL),
+        (TaskState.CANCELLED, FailureClass.CANCELLED),
+        (TaskState.COMPLETED, FailureClass.LOST),  # ended "well" but left no manifest
+        (TaskState.LOST, FailureClass.LOST),
+    ],
+)
 def test_no_manifest_and_a_final_task(task: TaskState, failure: FailureClass) -> None:
     verdict = judge(task, None)
     assert verdict.state is JobState.FAILED and verdict.failure is failure
@@ -156,10 +177,16 @@ def test_open_tasks_without_manifest() -> None:
 # -- transitions -----------------------------------------------------------------------
 
 ALLOWED = {
-    ("pending", "queued"), ("pending", "cancelled"),
-    ("queued", "pending"), ("queued", "running"), ("queued", "completed"), ("queued", "failed"),
+    ("pending", "queued"),
+    ("pending", "cancelled"),
+    ("queued", "pending"),
+    ("queued", "running"),
+    ("queued", "completed"),
+    ("queued", "failed"),
     ("queued", "cancelled"),
-    ("running", "completed"), ("running", "failed"), ("running", "cancelled"),
+    ("running", "completed"),
+    ("running", "failed"),
+    ("running", "cancelled"),
     ("completed", "failed"),
     ("failed", "pending"),
     ("cancelled", "pending"),

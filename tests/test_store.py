@@ -14,18 +14,44 @@ from campaigns.errors import ConfigChangedError, StoreError
 from campaigns.store import SCHEMA_VERSION, Store
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
-RESOURCES = {"nodes": 1, "ntasks_per_node": 1, "cpus_per_task": 1, "gpus_per_node": 0,
-             "memory_mb": 512, "time_minutes": 60, "partition": None, "qos": None,
-             "account": None, "constraint": None, "sbatch_options": {}}
-CAMPAIGN = {"name": "Store test", "version": "v1", "slug": "v1_store-test", "config_hash": "abc",
-            "config": "{}", "source": "/x/c.yaml"}
+RESOURCES = {
+    "nodes": 1,
+    "ntasks_per_node": 1,
+    "cpus_per_task": 1,
+    "gpus_per_node": 0,
+    "memory_mb": 512,
+    "time_minutes": 60,
+    "partition": None,
+    "qos": None,
+    "account": None,
+    "constraint": None,
+    "sbatch_options": {},
+}
+CAMPAIGN = {
+    "name": "Store test",
+    "version": "v1",
+    "slug": "v1_store-test",
+    "config_hash": "abc",
+    "config": "{}",
+    "source": "/x/c.yaml",
+}
 
 
 def job_rows(n: int, start: int = 0, groups: int = 1) -> list[dict]:
     """Rows as the manager writes them: id = expansion index + 1."""
-    return [{"id": i + 1, "key": f"r={i}", "uid": f"{i:016x}", "params": json.dumps({"r": i}),
-             "output": f"r{i:05d}.h5", "group_id": i % groups, "state": "pending", "attempts": 0}
-            for i in range(start, start + n)]
+    return [
+        {
+            "id": i + 1,
+            "key": f"r={i}",
+            "uid": f"{i:016x}",
+            "params": json.dumps({"r": i}),
+            "output": f"r{i:05d}.h5",
+            "group_id": i % groups,
+            "state": "pending",
+            "attempts": 0,
+        }
+        for i in range(start, start + n)
+    ]
 
 
 def group_rows(n: int = 1) -> list[dict]:
@@ -45,16 +71,34 @@ def store(tmp_path: Path):
     store.close()
 
 
-def intent(store: Store, job_ids: list[int], *, per_task: int = 1, token: str = "tok1",
-           now: datetime = T0) -> int:
+def intent(
+    store: Store, job_ids: list[int], *, per_task: int = 1, token: str = "tok1", now: datetime = T0
+) -> int:
     attempts = {r["id"]: r["attempts"] for r in store.jobs(ids=job_ids)}
-    tasks = [{"job_id": j, "attempt": attempts[j] + 1, "task_index": i // per_task,
-              "time_minutes": 60, "memory_mb": 512, "manifest_path": f"/m/{j}.json"}
-             for i, j in enumerate(job_ids)]
+    tasks = [
+        {
+            "job_id": j,
+            "attempt": attempts[j] + 1,
+            "task_index": i // per_task,
+            "time_minutes": 60,
+            "memory_mb": 512,
+            "manifest_path": f"/m/{j}.json",
+        }
+        for i, j in enumerate(job_ids)
+    ]
     n_tasks = (len(job_ids) + per_task - 1) // per_task
-    return store.record_intent({"token": token, "backend": "local", "group_id": 0,
-                                "n_tasks": n_tasks, "n_jobs": len(job_ids), "log_dir": ""},
-                               tasks, now)
+    return store.record_intent(
+        {
+            "token": token,
+            "backend": "local",
+            "group_id": 0,
+            "n_tasks": n_tasks,
+            "n_jobs": len(job_ids),
+            "log_dir": "",
+        },
+        tasks,
+        now,
+    )
 
 
 def used(job: dict) -> int:
@@ -82,8 +126,13 @@ def test_create_40000_jobs_in_one_transaction(tmp_path: Path) -> None:
     assert store.is_initialised()
     assert store.counts() == {"pending": 40_000}
     jobs = store.jobs(columns=["id", "key", "attempts", "state", "group_id"])
-    assert len(jobs) == 40_000 and jobs[0] == {"id": 1, "key": "r=0", "attempts": 0,
-                                                "state": "pending", "group_id": 0}
+    assert len(jobs) == 40_000 and jobs[0] == {
+        "id": 1,
+        "key": "r=0",
+        "attempts": 0,
+        "state": "pending",
+        "group_id": 0,
+    }
     assert [j["id"] for j in jobs] == list(range(1, 40_001))
     assert store.groups()[1] == {"resources": RESOURCES, "max_retries": 3}
     campaign = store.campaign()
@@ -133,8 +182,12 @@ def test_jobs_with_many_ids_equal_the_sql_path(tmp_path: Path) -> None:
     big = store.jobs(ids=ids)
     small = [r for chunk in (ids[:300], ids[300:]) for r in store.jobs(ids=chunk)]
     assert big == small and [r["id"] for r in big] == ids
-    for kwargs in ({"states": ["queued"]}, {"columns": ["key", "state"]}, {"limit": 7},
-                   {"states": ["pending"], "columns": ["uid"], "limit": 450}):
+    for kwargs in (
+        {"states": ["queued"]},
+        {"columns": ["key", "state"]},
+        {"limit": 7},
+        {"states": ["pending"], "columns": ["uid"], "limit": 450},
+    ):
         big = store.jobs(ids=ids, **kwargs)
         small = [r for chunk in (ids[:300], ids[300:]) for r in store.jobs(ids=chunk, **kwargs)]
         limit = kwargs.get("limit")
@@ -173,16 +226,25 @@ def test_record_intent_then_mark_submitted(store: Store) -> None:
     store.mark_submitted(sub, "777", logs, T0 + timedelta(seconds=5))
     jobs = by_id(store)
     assert [jobs[j]["scheduler_id"] for j in (1, 2, 3, 4, 5)] == [
-        "777_0", "777_0", "777_1", "777_1", "777_2"]
+        "777_0",
+        "777_0",
+        "777_1",
+        "777_1",
+        "777_2",
+    ]
     (submission,) = store.submissions(states=["submitted"])
     assert submission["scheduler_id"] == "777"
     assert submission["submitted_at"] == T0 + timedelta(seconds=5)
     attempts = store.attempts()
-    assert [(a["job_id"], a["number"], a["state"], a["scheduler_id"], a["log_path"])
-            for a in attempts] == [
-        (1, 1, "queued", "777_0", "/logs/777_0.out"), (2, 1, "queued", "777_0", "/logs/777_0.out"),
-        (3, 1, "queued", "777_1", "/logs/777_1.out"), (4, 1, "queued", "777_1", "/logs/777_1.out"),
-        (5, 1, "queued", "777_2", "/logs/777_2.out")]
+    assert [
+        (a["job_id"], a["number"], a["state"], a["scheduler_id"], a["log_path"]) for a in attempts
+    ] == [
+        (1, 1, "queued", "777_0", "/logs/777_0.out"),
+        (2, 1, "queued", "777_0", "/logs/777_0.out"),
+        (3, 1, "queued", "777_1", "/logs/777_1.out"),
+        (4, 1, "queued", "777_1", "/logs/777_1.out"),
+        (5, 1, "queued", "777_2", "/logs/777_2.out"),
+    ]
     assert all(a["manifest_path"] == f"/m/{a['job_id']}.json" for a in attempts)
     assert store.log_paths([1, 5]) == {1: "/logs/777_0.out", 5: "/logs/777_2.out"}
     assert store.log_paths(None) == {j: logs[(j - 1) // 2] for j in (1, 2, 3, 4, 5)}
@@ -191,23 +253,35 @@ def test_record_intent_then_mark_submitted(store: Store) -> None:
 def test_a_second_attempt_counts_up(store: Store) -> None:
     first = intent(store, [1])
     store.mark_submitted(first, "1", {0: "/l/1_0"}, T0)
-    store.apply([{"id": 1, "state": "failed", "failure_class": "exit_code", "exit_code": 1}],
-                [{"job_id": 1, "number": 1, "state": "failed"}], [], [first], T0)
+    store.apply(
+        [{"id": 1, "state": "failed", "failure_class": "exit_code", "exit_code": 1}],
+        [{"job_id": 1, "number": 1, "state": "failed"}],
+        [],
+        [first],
+        T0,
+    )
     store.reset_jobs([1], clear_attempts=False, now=T0)
     second = intent(store, [1], token="tok2")
     store.mark_submitted(second, "2", {0: "/l/2_0"}, T0)
     job = by_id(store)[1]
     assert job["attempts"] == 2 and job["state"] == "queued" and job["failure_class"] is None
     assert [(a["number"], a["state"]) for a in store.attempts([1])] == [
-        (1, "failed"), (2, "queued")]
+        (1, "failed"),
+        (2, "queued"),
+    ]
     assert store.log_paths([1]) == {1: "/l/2_0"}
 
 
 def test_abandon_restores_pending_and_attempts(store: Store) -> None:
     first = intent(store, [1, 2])
     store.mark_submitted(first, "1", {0: "/l/a", 1: "/l/b"}, T0)
-    store.apply([{"id": 1, "state": "failed"}], [{"job_id": 1, "number": 1, "state": "failed"}],
-                [], [first], T0)
+    store.apply(
+        [{"id": 1, "state": "failed"}],
+        [{"job_id": 1, "number": 1, "state": "failed"}],
+        [],
+        [first],
+        T0,
+    )
     store.reset_jobs([1], clear_attempts=False, now=T0)
     second = intent(store, [1, 3, 4], token="tok2")
     assert by_id(store)[1]["attempts"] == 2
@@ -215,9 +289,13 @@ def test_abandon_restores_pending_and_attempts(store: Store) -> None:
     assert n == 3
     jobs = by_id(store)
     assert [(jobs[j]["state"], jobs[j]["attempts"]) for j in (1, 3, 4)] == [
-        ("pending", 1), ("pending", 0), ("pending", 0)]
-    assert all(jobs[j]["submission_id"] is None and jobs[j]["task_index"] is None
-               for j in (1, 3, 4))
+        ("pending", 1),
+        ("pending", 0),
+        ("pending", 0),
+    ]
+    assert all(
+        jobs[j]["submission_id"] is None and jobs[j]["task_index"] is None for j in (1, 3, 4)
+    )
     assert jobs[2]["state"] == "queued" and jobs[2]["submission_id"] == first  # untouched
     assert [(a["job_id"], a["number"]) for a in store.attempts()] == [(1, 1), (2, 1)]
     subs = {s["id"]: s for s in store.submissions()}
@@ -236,16 +314,30 @@ def test_apply_mixed_updates_events_and_closing(store: Store) -> None:
     started = datetime(2024, 5, 1, 14, 1, tzinfo=timezone(timedelta(hours=2)))  # 12:01 UTC
     retry_at = T0 + timedelta(minutes=12)
     store.apply(
-        [{"id": 1, "state": "running", "started_at": started},
-         {"id": 2, "state": "completed", "exit_code": 0, "ended_at": now},
-         {"id": 3, "state": "failed", "failure_class": "timeout", "error": "killed",
-          "next_retry_at": retry_at, "ended_at": now},
-         {"id": 4, "state": "running", "started_at": started}],
-        [{"job_id": 2, "number": 1, "state": "completed", "exit_code": 0, "ended_at": now},
-         {"job_id": 3, "number": 1, "state": "failed", "failure_class": "timeout"}],
-        [{"kind": "state", "job_id": 2, "submission_id": sub, "message": "completed"},
-         {"kind": "state", "job_id": 3, "submission_id": sub, "message": "timeout"}],
-        [sub], now)
+        [
+            {"id": 1, "state": "running", "started_at": started},
+            {"id": 2, "state": "completed", "exit_code": 0, "ended_at": now},
+            {
+                "id": 3,
+                "state": "failed",
+                "failure_class": "timeout",
+                "error": "killed",
+                "next_retry_at": retry_at,
+                "ended_at": now,
+            },
+            {"id": 4, "state": "running", "started_at": started},
+        ],
+        [
+            {"job_id": 2, "number": 1, "state": "completed", "exit_code": 0, "ended_at": now},
+            {"job_id": 3, "number": 1, "state": "failed", "failure_class": "timeout"},
+        ],
+        [
+            {"kind": "state", "job_id": 2, "submission_id": sub, "message": "completed"},
+            {"kind": "state", "job_id": 3, "submission_id": sub, "message": "timeout"},
+        ],
+        [sub],
+        now,
+    )
     jobs = by_id(store)
     assert jobs[1]["state"] == "running" and jobs[1]["started_at"] == started
     assert jobs[1]["started_at"].tzinfo is not None
@@ -267,9 +359,16 @@ def test_apply_mixed_updates_events_and_closing(store: Store) -> None:
 
 
 def test_apply_keeps_every_event_field(store: Store) -> None:
-    store.apply([], [], [{"kind": "note", "message": "a"},
-                         {"kind": "note", "message": "b", "job_id": 4, "submission_id": 9}],
-                [], T0)
+    store.apply(
+        [],
+        [],
+        [
+            {"kind": "note", "message": "a"},
+            {"kind": "note", "message": "b", "job_id": 4, "submission_id": 9},
+        ],
+        [],
+        T0,
+    )
     last = store.events()[-1]
     assert (last["message"], last["job_id"], last["submission_id"]) == ("b", 4, 9)
 
@@ -283,21 +382,45 @@ def test_reset_jobs(tmp_path: Path) -> None:
     store = make_store(tmp_path, n=1200)
     ids = list(range(1, 1101))
     sub = intent(store, ids)
-    store.apply([{"id": j, "state": "failed", "failure_class": "exit_code", "exit_code": 2,
-                  "error": "boom", "next_retry_at": T0} for j in ids], [], [], [sub], T0)
+    store.apply(
+        [
+            {
+                "id": j,
+                "state": "failed",
+                "failure_class": "exit_code",
+                "exit_code": 2,
+                "error": "boom",
+                "next_retry_at": T0,
+            }
+            for j in ids
+        ],
+        [],
+        [],
+        [sub],
+        T0,
+    )
     store.reset_jobs(ids[:700], clear_attempts=False, now=T0)
     jobs = by_id(store)
-    assert all(jobs[j]["state"] == "pending" and jobs[j]["attempts"] == 1
-               and jobs[j]["next_retry_at"] is None and jobs[j]["failure_class"] == "exit_code"
-               for j in ids[:700])
+    assert all(
+        jobs[j]["state"] == "pending"
+        and jobs[j]["attempts"] == 1
+        and jobs[j]["next_retry_at"] is None
+        and jobs[j]["failure_class"] == "exit_code"
+        for j in ids[:700]
+    )
     assert all(jobs[j]["state"] == "failed" for j in ids[700:])
     store.reset_jobs(ids[600:], clear_attempts=True, now=T0)
     jobs = by_id(store)
     # The budget is restored: no attempt counts against max_retries any more (attempts
     # may stay as history, with `attempts_base` marking where the new budget starts).
-    assert all(jobs[j]["state"] == "pending" and used(jobs[j]) == 0
-               and jobs[j]["failure_class"] is None and jobs[j]["error"] is None
-               and jobs[j]["exit_code"] is None for j in ids[600:])
+    assert all(
+        jobs[j]["state"] == "pending"
+        and used(jobs[j]) == 0
+        and jobs[j]["failure_class"] is None
+        and jobs[j]["error"] is None
+        and jobs[j]["exit_code"] is None
+        for j in ids[600:]
+    )
     assert jobs[1]["attempts"] == 1 and used(jobs[1]) == 1
     assert store.counts() == {"pending": 1200}
     assert [e["kind"] for e in store.events()[-2:]] == ["retry", "reset"]
@@ -308,13 +431,22 @@ def test_reset_jobs(tmp_path: Path) -> None:
 def test_cancel_open(store: Store) -> None:
     first = intent(store, [1, 2, 3])
     store.mark_submitted(first, "5", {i: f"/l/{i}" for i in range(3)}, T0)
-    store.apply([{"id": 1, "state": "running"}, {"id": 3, "state": "completed"}],
-                [{"job_id": 3, "number": 1, "state": "completed"}], [], [], T0)
+    store.apply(
+        [{"id": 1, "state": "running"}, {"id": 3, "state": "completed"}],
+        [{"job_id": 3, "number": 1, "state": "completed"}],
+        [],
+        [],
+        T0,
+    )
     n = store.cancel_open([first], T0 + timedelta(hours=1))
     assert n == 2
     jobs = by_id(store)
-    assert [jobs[j]["state"] for j in (1, 2, 3, 4)] == ["cancelled", "cancelled", "completed",
-                                                        "pending"]
+    assert [jobs[j]["state"] for j in (1, 2, 3, 4)] == [
+        "cancelled",
+        "cancelled",
+        "completed",
+        "pending",
+    ]
     assert jobs[1]["failure_class"] == "cancelled" and jobs[1]["error"] == "cancelled by the user"
     states = {a["job_id"]: a["state"] for a in store.attempts()}
     assert states == {1: "cancelled", 2: "cancelled", 3: "completed"}
@@ -332,8 +464,9 @@ def test_adopt_config_adds_new_jobs_and_keeps_states(store: Store) -> None:
     store.apply([{"id": 1, "state": "completed"}], [], [], [sub], T0)
     rows = job_rows(15, groups=2)
     rows[5]["output"] = "moved/r00005.h5"  # a pending job may move
-    added = store.adopt_config(config='{"x": 1}', config_hash="def", groups=group_rows(2),
-                               jobs=rows, now=T0)
+    added = store.adopt_config(
+        config='{"x": 1}', config_hash="def", groups=group_rows(2), jobs=rows, now=T0
+    )
     assert added == 5
     jobs = by_id(store)
     assert len(jobs) == 15 and list(jobs) == list(range(1, 16))
@@ -346,8 +479,9 @@ def test_adopt_config_adds_new_jobs_and_keeps_states(store: Store) -> None:
 
 def test_adopt_config_refuses_dropped_jobs_and_changes_nothing(store: Store) -> None:
     with pytest.raises(ConfigChangedError) as info:
-        store.adopt_config(config="{}", config_hash="new", groups=group_rows(),
-                           jobs=job_rows(8), now=T0)
+        store.adopt_config(
+            config="{}", config_hash="new", groups=group_rows(), jobs=job_rows(8), now=T0
+        )
     assert "drops 2 existing jobs" in str(info.value) and info.value.exit_code == 2
     assert store.campaign()["config_hash"] == "abc" and len(store.jobs()) == 10
 

@@ -1,4 +1,4 @@
-"""campaigns: run tens of thousands of parameterized jobs on Slurm (or this machine) from one YAML file."""
+"""campaigns: many parameterized jobs on Slurm (or this machine) from one YAML file."""
 
 from __future__ import annotations
 

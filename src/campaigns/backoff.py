@@ -69,8 +69,9 @@ def attempts_left(attempts: int, max_retries: int) -> bool:
     return attempts < max_retries + 1
 
 
-def retry_standing(attempts: int, max_retries: int, next_retry_at: datetime | None,
-                   now: datetime) -> str:
+def retry_standing(
+    attempts: int, max_retries: int, next_retry_at: datetime | None, now: datetime
+) -> str:
     """Where a failed job stands: `exhausted` (no attempts left, or failed for good),
     `due` (may run again now) or `waiting` (its backoff has not elapsed)."""
     if not attempts_left(attempts, max_retries) or next_retry_at is None:

@@ -45,77 +45,155 @@ class _UsageError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used to generate the CLI reference)."""
-    parser = _Parser(prog="run-campaign", description="Run a campaign of parameterized jobs on "
-                     "Slurm or this machine, from one YAML file.", epilog=EPILOG,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(
+        prog="run-campaign",
+        description="Run a campaign of parameterized jobs on "
+        "Slurm or this machine, from one YAML file.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"campaigns {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     def command(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text,
-                           epilog=f"example:\n  {example}",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.add_argument("config", metavar="CONFIG", help="the campaign YAML file")
-        p.add_argument("--root", metavar="DIR", help="put the campaign directory under DIR "
-                       "instead of outputs.base_path")
-        p.add_argument("--db-url", metavar="URL", help="SQLAlchemy URL of the campaign database "
-                       "(default: SQLite in metadata/)")
+        p.add_argument(
+            "--root",
+            metavar="DIR",
+            help="put the campaign directory under DIR instead of outputs.base_path",
+        )
+        p.add_argument(
+            "--db-url",
+            metavar="URL",
+            help="SQLAlchemy URL of the campaign database (default: SQLite in metadata/)",
+        )
         p.add_argument("--debug", action="store_true", help="show tracebacks")
         return p
 
-    p = command("validate", "load, merge and validate a campaign; print jobs, arrays, resources",
-                "run-campaign validate config/examples/production_campaign.yaml")
+    p = command(
+        "validate",
+        "load, merge and validate a campaign; print jobs, arrays, resources",
+        "run-campaign validate config/examples/production_campaign.yaml",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
-    p = command("init", "create the campaign directory and database (every job pending)",
-                "run-campaign init config/examples/test_campaign.yaml")
-    p.add_argument("--force", action="store_true", help="adopt a changed configuration "
-                   "(jobs keep their state, new jobs are added)")
-    p = command("submit", "submit pending jobs as arrays, within the site's limits",
-                "run-campaign submit config/examples/test_campaign.yaml --backend local")
-    p.add_argument("--backend", choices=["auto", "slurm", "local"],
-                   help="default: execution.backend, else the machine file's, else auto")
+    p = command(
+        "init",
+        "create the campaign directory and database (every job pending)",
+        "run-campaign init config/examples/test_campaign.yaml",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="adopt a changed configuration (jobs keep their state, new jobs are added)",
+    )
+    p = command(
+        "submit",
+        "submit pending jobs as arrays, within the site's limits",
+        "run-campaign submit config/examples/test_campaign.yaml --backend local",
+    )
+    p.add_argument(
+        "--backend",
+        choices=["auto", "slurm", "local"],
+        help="default: execution.backend, else the machine file's, else auto",
+    )
     p.add_argument("--limit", type=_positive, metavar="N", help="submit at most N jobs")
-    p.add_argument("--dry-run", action="store_true", help="write and print the plan and scripts; "
-                   "submit nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="write and print the plan and scripts; submit nothing",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
-    p = command("status", "counts per state, failures, where the logs are (reads the store only)",
-                "run-campaign status config/examples/test_campaign.yaml --json")
+    p = command(
+        "status",
+        "counts per state, failures, where the logs are (reads the store only)",
+        "run-campaign status config/examples/test_campaign.yaml --json",
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="list every job")
     p.add_argument("--json", action="store_true", help="print JSON (DESIGN.md section 4)")
     p.add_argument("--refresh", action="store_true", help="reconcile with the scheduler first")
-    p.add_argument("--export", metavar="FILE", help="also write one row per job (parameters, "
-                   "state, attempts, times, output) to FILE: .csv, or .parquet (needs pyarrow)")
-    p = command("monitor", "refresh from the scheduler and show progress until every job is final",
-                "run-campaign monitor config/examples/test_campaign.yaml --interval 10")
-    p.add_argument("--interval", type=_positive_float, metavar="S",
-                   help="seconds between refreshes (default: the machine's, 30 s on Slurm)")
+    p.add_argument(
+        "--export",
+        metavar="FILE",
+        help="also write one row per job (parameters, "
+        "state, attempts, times, output) to FILE: .csv, or .parquet (needs pyarrow)",
+    )
+    p = command(
+        "monitor",
+        "refresh from the scheduler and show progress until every job is final",
+        "run-campaign monitor config/examples/test_campaign.yaml --interval 10",
+    )
+    p.add_argument(
+        "--interval",
+        type=_positive_float,
+        metavar="S",
+        help="seconds between refreshes (default: the machine's, 30 s on Slurm)",
+    )
     p.add_argument("--once", action="store_true", help="refresh once, print, exit")
     p.add_argument("--json", action="store_true", help="print one JSON object per refresh")
-    p.add_argument("--submit", "--retry", dest="resubmit", action="store_true",
-                   help="keep the campaign going: submit pending jobs and due retries as it polls")
+    p.add_argument(
+        "--submit",
+        "--retry",
+        dest="resubmit",
+        action="store_true",
+        help="keep the campaign going: submit pending jobs and due retries as it polls",
+    )
     p.add_argument("--backend", choices=["auto", "slurm", "local"], help="backend for --submit")
-    p = command("retry", "put failed jobs whose backoff has elapsed back to pending",
-                "run-campaign retry config/examples/test_campaign.yaml --submit")
+    p = command(
+        "retry",
+        "put failed jobs whose backoff has elapsed back to pending",
+        "run-campaign retry config/examples/test_campaign.yaml --submit",
+    )
     p.add_argument("--submit", action="store_true", help="also submit them")
-    p.add_argument("--ignore-backoff", action="store_true", help="do not wait for the backoff "
-                   "(the attempt limit still holds)")
-    p.add_argument("--reset", nargs="+", metavar="KEY", help="reset these jobs (any state but "
-                   "queued/running) to pending with a fresh attempt budget")
+    p.add_argument(
+        "--ignore-backoff",
+        action="store_true",
+        help="do not wait for the backoff (the attempt limit still holds)",
+    )
+    p.add_argument(
+        "--reset",
+        nargs="+",
+        metavar="KEY",
+        help="reset these jobs (any state but "
+        "queued/running) to pending with a fresh attempt budget",
+    )
     p.add_argument("--dry-run", action="store_true", help="show what would happen")
-    p.add_argument("--backend", choices=["auto", "slurm", "local"],
-                   help="backend for --submit (default: the one the campaign last used)")
+    p.add_argument(
+        "--backend",
+        choices=["auto", "slurm", "local"],
+        help="backend for --submit (default: the one the campaign last used)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
-    p = command("qa", "check every completed output (checksums, HDF5 rules); write reports and "
-                "plots under qa/", "run-campaign qa config/examples/test_campaign.yaml --requeue")
-    p.add_argument("--requeue", action="store_true", help="mark jobs whose output is invalid as "
-                   "failed (invalid_output), due at once: `retry --submit` reruns them")
+    p = command(
+        "qa",
+        "check every completed output (checksums, HDF5 rules); write reports and plots under qa/",
+        "run-campaign qa config/examples/test_campaign.yaml --requeue",
+    )
+    p.add_argument(
+        "--requeue",
+        action="store_true",
+        help="mark jobs whose output is invalid as "
+        "failed (invalid_output), due at once: `retry --submit` reruns them",
+    )
     p.add_argument("--json", action="store_true", help="print JSON (what latest.json holds)")
-    p = command("estimate", "node-hours, arrays and expected wall time, without submitting",
-                "run-campaign estimate config/examples/production_campaign.yaml")
+    p = command(
+        "estimate",
+        "node-hours, arrays and expected wall time, without submitting",
+        "run-campaign estimate config/examples/production_campaign.yaml",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
-    p = command("cancel", "cancel the campaign's queued and running jobs",
-                "run-campaign cancel config/examples/test_campaign.yaml")
+    p = command(
+        "cancel",
+        "cancel the campaign's queued and running jobs",
+        "run-campaign cancel config/examples/test_campaign.yaml",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
@@ -184,17 +262,22 @@ def cmd_init(args: argparse.Namespace) -> int:
     if report.created:
         print(f"created {report.campaign_dir} with {report.n_jobs} pending jobs")
     elif report.updated:
-        print(f"adopted the changed configuration in {report.campaign_dir}; "
-              f"{report.added_jobs} jobs added")
+        print(
+            f"adopted the changed configuration in {report.campaign_dir}; "
+            f"{report.added_jobs} jobs added"
+        )
     else:
-        print(f"{report.campaign_dir} already holds this campaign ({report.n_jobs} jobs); "
-              "nothing to do")
+        print(
+            f"{report.campaign_dir} already holds this campaign ({report.n_jobs} jobs); "
+            "nothing to do"
+        )
     return 0
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    report = _manager(args).submit_campaign(backend=args.backend, limit=args.limit,
-                                            dry_run=args.dry_run)
+    report = _manager(args).submit_campaign(
+        backend=args.backend, limit=args.limit, dry_run=args.dry_run
+    )
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -249,9 +332,13 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    report = _manager(args).retry_failed_jobs(submit=args.submit, ignore_backoff=args.ignore_backoff,
-                                              dry_run=args.dry_run, reset_keys=args.reset,
-                                              backend=args.backend)
+    report = _manager(args).retry_failed_jobs(
+        submit=args.submit,
+        ignore_backoff=args.ignore_backoff,
+        dry_run=args.dry_run,
+        reset_keys=args.reset,
+        backend=args.backend,
+    )
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -281,8 +368,11 @@ def cmd_qa(args: argparse.Namespace) -> int:
     if report.invalid:
         keys = ", ".join(key for key, _ in report.invalid[:5])
         more = f" and {len(report.invalid) - 5} more" if len(report.invalid) > 5 else ""
-        print(f"error: {len(report.invalid)} invalid outputs: {keys}{more} "
-              f"(details in {report.latest})", file=sys.stderr)
+        print(
+            f"error: {len(report.invalid)} invalid outputs: {keys}{more} "
+            f"(details in {report.latest})",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -299,9 +389,15 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "validate": cmd_validate, "init": cmd_init, "submit": cmd_submit, "status": cmd_status,
-    "monitor": cmd_monitor, "retry": cmd_retry, "cancel": cmd_cancel,
-    "estimate": cmd_estimate, "qa": cmd_qa,
+    "validate": cmd_validate,
+    "init": cmd_init,
+    "submit": cmd_submit,
+    "status": cmd_status,
+    "monitor": cmd_monitor,
+    "retry": cmd_retry,
+    "cancel": cmd_cancel,
+    "estimate": cmd_estimate,
+    "qa": cmd_qa,
 }
 
 

@@ -59,18 +59,27 @@ def read_document(path: Path, what: str = "campaign file") -> Document:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{what} not found.", file=str(path),
-                          hint="Check the path; it is relative to the current directory.") from None
+        raise ConfigError(
+            f"{what} not found.",
+            file=str(path),
+            hint="Check the path; it is relative to the current directory.",
+        ) from None
     except IsADirectoryError:
-        raise ConfigError(f"the {what} path is a directory, not a YAML file.", file=str(path),
-                          hint="Give the path of the YAML file itself.") from None
+        raise ConfigError(
+            f"the {what} path is a directory, not a YAML file.",
+            file=str(path),
+            hint="Give the path of the YAML file itself.",
+        ) from None
     except PermissionError:
         raise ConfigError(f"no permission to read the {what}.", file=str(path)) from None
     except UnicodeDecodeError as exc:
-        line = exc.object[:exc.start].count(b"\n") + 1
-        raise ConfigError(f"the {what} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x}).",
-                          file=str(path), line=line,
-                          hint="Save it as UTF-8 (plain ASCII is fine).") from None
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"the {what} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x}).",
+            file=str(path),
+            line=line,
+            hint="Save it as UTF-8 (plain ASCII is fine).",
+        ) from None
     return parse(text, str(path), what)
 
 
@@ -79,15 +88,21 @@ def resolve_machine_path(campaign: Document, config_root: Path = CONFIG_ROOT) ->
     section = campaign.data.get("campaign")
     name = section.get("machine", "local") if isinstance(section, dict) else "local"
     if not isinstance(name, str) or not name:
-        raise ConfigError("`campaign.machine` must be a machine name or a path.",
-                          file=campaign.path, key_path=("campaign", "machine"),
-                          line=campaign.line_of(("campaign", "machine")))
+        raise ConfigError(
+            "`campaign.machine` must be a machine name or a path.",
+            file=campaign.path,
+            key_path=("campaign", "machine"),
+            line=campaign.line_of(("campaign", "machine")),
+        )
     if "/" in name or name.endswith((".yaml", ".yml")):
         path = (Path(campaign.path).parent / name).resolve()
         if not path.is_file():
-            raise ConfigError(f"machine file '{name}' not found (looked for {path}).",
-                              file=campaign.path, key_path=("campaign", "machine"),
-                              line=campaign.line_of(("campaign", "machine")))
+            raise ConfigError(
+                f"machine file '{name}' not found (looked for {path}).",
+                file=campaign.path,
+                key_path=("campaign", "machine"),
+                line=campaign.line_of(("campaign", "machine")),
+            )
         return path
     path = config_root / "defaults" / f"{name}.yaml"
     if not path.is_file():
@@ -95,15 +110,20 @@ def resolve_machine_path(campaign: Document, config_root: Path = CONFIG_ROOT) ->
         raise ConfigError(
             f"unknown machine '{name}'. Known machines: {', '.join(known)}"
             f"{did_you_mean(name, known)}",
-            file=campaign.path, key_path=("campaign", "machine"),
+            file=campaign.path,
+            key_path=("campaign", "machine"),
             line=campaign.line_of(("campaign", "machine")),
             hint="Or give a path to your own machine file, relative to the campaign file.",
         )
     return path
 
 
-def load_campaign(path: str | os.PathLike[str], config_root: Path = CONFIG_ROOT, *,
-                  validated_hash: str | None = None) -> CampaignSpec:
+def load_campaign(
+    path: str | os.PathLike[str],
+    config_root: Path = CONFIG_ROOT,
+    *,
+    validated_hash: str | None = None,
+) -> CampaignSpec:
     """Load, merge and validate a campaign file and its machine file.
 
     `validated_hash`: the hash of a merged config already validated (at `init`); when the
@@ -160,8 +180,13 @@ def _text_keys(value: Any) -> Any:
     return value
 
 
-def build_spec(campaign: Document, machine: Document, schema: Mapping[str, Any], *,
-               validated_hash: str | None = None) -> CampaignSpec:
+def build_spec(
+    campaign: Document,
+    machine: Document,
+    schema: Mapping[str, Any],
+    *,
+    validated_hash: str | None = None,
+) -> CampaignSpec:
     """Merge the two tiers, validate them, and build the campaign's spec (pure)."""
     merged = deep_merge(machine.data, campaign.data)
     base_resources, over_resources = machine.data.get("resources"), campaign.data.get("resources")
@@ -221,11 +246,15 @@ def validate_schema(merged: Mapping[str, Any], schema: Mapping[str, Any], locate
     first = problems[0]
     if len(problems) > 1:
         more = len(problems) - 1
-        first = ConfigError(first.message, file=first.file, key_path=first.key_path,
-                            line=first.line,
-                            hint=(first.hint + " " if first.hint else "")
-                            + f"({more} more problem{'s' if more > 1 else ''}: run `validate` "
-                            "again after fixing this one.)")
+        first = ConfigError(
+            first.message,
+            file=first.file,
+            key_path=first.key_path,
+            line=first.line,
+            hint=(first.hint + " " if first.hint else "")
+            + f"({more} more problem{'s' if more > 1 else ''}: run `validate` "
+            "again after fixing this one.)",
+        )
     raise first
 
 
@@ -239,8 +268,11 @@ def check_keys(value: Any, locate: Locator, path: KeyPath = ()) -> None:
                 raise ConfigError(
                     f"the key '{written}' is not text: YAML reads unquoted numbers, and words "
                     f"like on/off/yes/no, as numbers or booleans (this one as {_show(key)}).",
-                    file=file, line=line, key_path=path + (written,),
-                    hint=f"Put the key in quotes: '{written}'.")
+                    file=file,
+                    line=line,
+                    key_path=path + (written,),
+                    hint=f"Put the key in quotes: '{written}'.",
+                )
             if path or key != "science":
                 check_keys(item, locate, path + (key,))
     elif isinstance(value, list):
@@ -248,13 +280,20 @@ def check_keys(value: Any, locate: Locator, path: KeyPath = ()) -> None:
             check_keys(item, locate, path + (index,))
 
 
-_TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "text",
-               "object": "a mapping", "array": "a list", "boolean": "a boolean (true/false)",
-               "null": "nothing"}
+_TYPE_WORDS = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "text",
+    "object": "a mapping",
+    "array": "a list",
+    "boolean": "a boolean (true/false)",
+    "null": "nothing",
+}
 
 
-def _explain(error: jsonschema.ValidationError, locate: Locator,
-             description: str | None = None) -> ConfigError:
+def _explain(
+    error: jsonschema.ValidationError, locate: Locator, description: str | None = None
+) -> ConfigError:
     import jsonschema
 
     path: KeyPath = tuple(error.absolute_path)
@@ -270,39 +309,52 @@ def _explain(error: jsonschema.ValidationError, locate: Locator,
         key = unknown[0] if unknown else ""
         where = f" in '{format_key_path(path)}'" if path else " at the top level"
         allowed_text = f" Allowed keys here: {', '.join(allowed)}." if allowed else ""
-        return locate.error(f"unknown key '{key}'{where}{did_you_mean(str(key), allowed)}"
-                            f"{allowed_text}", path + (key,))
+        return locate.error(
+            f"unknown key '{key}'{where}{did_you_mean(str(key), allowed)}{allowed_text}",
+            path + (key,),
+        )
     if kind == "required":
         missing = [k for k in error.validator_value if k not in error.instance]
         name = missing[0] if missing else "?"
-        strays = [str(k) for k in error.instance
-                  if k not in (error.schema.get("properties") or {})]
+        strays = [str(k) for k in error.instance if k not in (error.schema.get("properties") or {})]
         close = difflib.get_close_matches(name, strays, n=1, cutoff=0.6)
         typo = f" Is '{close[0]}' a misspelling of it?" if close else ""
         what = "section" if not path else "key"
         about = ((error.schema.get("properties") or {}).get(name) or {}).get("description")
-        return locate.error(f"missing required {what} '{name}'.{typo}", path + (name,),
-                            hint=f"`{name}`: {about}" if about else None)
+        return locate.error(
+            f"missing required {what} '{name}'.{typo}",
+            path + (name,),
+            hint=f"`{name}`: {about}" if about else None,
+        )
     if kind == "type":
         wanted = error.validator_value
-        words = [str(_TYPE_WORDS.get(w, w))
-                 for w in (wanted if isinstance(wanted, list) else [wanted])]
+        words = [
+            str(_TYPE_WORDS.get(w, w)) for w in (wanted if isinstance(wanted, list) else [wanted])
+        ]
         wanted_text = ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
         empty = "an empty entry" if path and isinstance(path[-1], int) else "the key has no value"
-        got = (f"nothing ({empty})" if error.instance is None
-               else f"{_type_name(error.instance)}{_shown_scalar(error.instance)}")
+        got = (
+            f"nothing ({empty})"
+            if error.instance is None
+            else f"{_type_name(error.instance)}{_shown_scalar(error.instance)}"
+        )
         if error.instance is None and wanted == "object":
             hint = "Give the section its keys, or delete the empty section."
         extra = ""
         if path == ("machine",) and isinstance(error.instance, str):
-            extra = (f" To choose a machine, write `machine: {error.instance}` inside the "
-                     "`campaign` section; a top-level `machine` section holds machine facts.")
+            extra = (
+                f" To choose a machine, write `machine: {error.instance}` inside the "
+                "`campaign` section; a top-level `machine` section holds machine facts."
+            )
         return locate.error(f"expected {wanted_text}, got {got}.{extra}", path, hint=hint)
     if kind == "enum":
         choices = ", ".join(map(_show, error.validator_value))
-        return locate.error(f"{_show(error.instance)} is not allowed; choose one of: {choices}"
-                            f"{did_you_mean(str(error.instance), map(str, error.validator_value))}",
-                            path, hint=hint)
+        return locate.error(
+            f"{_show(error.instance)} is not allowed; choose one of: {choices}"
+            f"{did_you_mean(str(error.instance), map(str, error.validator_value))}",
+            path,
+            hint=hint,
+        )
     if kind == "oneOf":
         branch = _fitting_branch(error)
         axis = len(path) == 2 and path[0] == "parameters"
@@ -314,25 +366,38 @@ def _explain(error: jsonschema.ValidationError, locate: Locator,
             return locate.error(
                 f"parameter axis '{path[1]}' must be a list of values, {{range: [start, stop]}}, "
                 f"{{range: [start, stop, step]}} (integers, stop excluded) or "
-                f"{{zip: {{name: [values], ...}}}}{_axis_hint(error.instance)}", path)
+                f"{{zip: {{name: [values], ...}}}}{_axis_hint(error.instance)}",
+                path,
+            )
         if error.context:
             best = jsonschema.exceptions.best_match(error.context)
             if best is not None:
                 return _explain(best, locate, description)
-    limits = {"minimum": "at least", "exclusiveMinimum": "greater than",
-              "maximum": "at most", "exclusiveMaximum": "less than"}
+    limits = {
+        "minimum": "at least",
+        "exclusiveMinimum": "greater than",
+        "maximum": "at most",
+        "exclusiveMaximum": "less than",
+    }
     if kind in limits:
-        return locate.error(f"must be {limits[kind]} {_show(error.validator_value)}, "
-                            f"got {_show(error.instance)}.", path, hint=hint)
+        return locate.error(
+            f"must be {limits[kind]} {_show(error.validator_value)}, got {_show(error.instance)}.",
+            path,
+            hint=hint,
+        )
     if kind in ("minLength", "minProperties", "minItems") and not error.instance:
         return locate.error("must not be empty.", path, hint=hint)
     if kind in ("minItems", "maxItems"):
         bound = "at least" if kind == "minItems" else "at most"
-        return locate.error(f"needs {bound} {error.validator_value} items, got "
-                            f"{len(error.instance)}.", path, hint=hint)
+        return locate.error(
+            f"needs {bound} {error.validator_value} items, got {len(error.instance)}.",
+            path,
+            hint=hint,
+        )
     if kind == "pattern":
-        return locate.error(f"{_show(error.instance)} is not in the expected form.", path,
-                            hint=hint)
+        return locate.error(
+            f"{_show(error.instance)} is not in the expected form.", path, hint=hint
+        )
     return locate.error(f"{error.message}.", path, hint=hint)
 
 
@@ -342,11 +407,17 @@ def _fitting_branch(error: jsonschema.ValidationError) -> list[jsonschema.Valida
     for sub in error.context or ():
         branches.setdefault(sub.relative_schema_path[0], []).append(sub)
     # A branch whose type (or required key) the value does not even have was not meant.
-    fitting = [errs for errs in branches.values()
-               if not any(e.validator == "type" and not e.relative_path for e in errs)]
+    fitting = [
+        errs
+        for errs in branches.values()
+        if not any(e.validator == "type" and not e.relative_path for e in errs)
+    ]
     if len(fitting) > 1:
-        fitting = [errs for errs in fitting
-                   if not any(e.validator == "required" and not e.relative_path for e in errs)]
+        fitting = [
+            errs
+            for errs in fitting
+            if not any(e.validator == "required" and not e.relative_path for e in errs)
+        ]
     return fitting[0] if len(fitting) == 1 else None
 
 
@@ -377,23 +448,33 @@ def _axis_hint(instance: Any) -> str:
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "the text", bool: "the boolean",
-            int: "the integer", float: "the number", type(None): "nothing (null)"}.get(
-        type(value), type(value).__name__)
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "the text",
+        bool: "the boolean",
+        int: "the integer",
+        float: "the number",
+        type(None): "nothing (null)",
+    }.get(type(value), type(value).__name__)
 
 
 def _output_template(job: Mapping[str, Any], outputs: Mapping[str, Any], locate: Locator) -> str:
     output = job.get("output")
     scheme = outputs.get("naming_scheme")
     if output and scheme and output != scheme:
-        raise locate.error("`job.output` and `outputs.naming_scheme` are the same setting "
-                           "(one is an alias of the other) but give different templates; keep one.",
-                           ("outputs", "naming_scheme"))
+        raise locate.error(
+            "`job.output` and `outputs.naming_scheme` are the same setting "
+            "(one is an alias of the other) but give different templates; keep one.",
+            ("outputs", "naming_scheme"),
+        )
     template = output or scheme
     if not template:
-        raise locate.error("no output template: set `job.output` (or its alias "
-                           "`outputs.naming_scheme`), e.g. \"r{realization:04d}/mock.hdf5\".",
-                           ("job",))
+        raise locate.error(
+            "no output template: set `job.output` (or its alias "
+            '`outputs.naming_scheme`), e.g. "r{realization:04d}/mock.hdf5".',
+            ("job",),
+        )
     return str(template)
 
 
@@ -424,8 +505,9 @@ def _machine(section: Mapping[str, Any], source: str) -> Machine:
     )
 
 
-def _overrides(entries: list[Mapping[str, Any]], axes: tuple[Axis, ...],
-               locate: Locator) -> tuple[Override, ...]:
+def _overrides(
+    entries: list[Mapping[str, Any]], axes: tuple[Axis, ...], locate: Locator
+) -> tuple[Override, ...]:
     values: dict[str, list[ParamValue]] = {}
     for axis in axes:
         for i, name in enumerate(axis.names):
@@ -436,26 +518,35 @@ def _overrides(entries: list[Mapping[str, Any]], axes: tuple[Axis, ...],
         for name, wanted in entry["match"].items():
             where = ("overrides", index, "match", name)
             if name not in values:
-                raise locate.error(f"override matches on '{name}', which is not a parameter"
-                                   f"{did_you_mean(name, values)} Parameters: {', '.join(values)}.",
-                                   where)
+                raise locate.error(
+                    f"override matches on '{name}', which is not a parameter"
+                    f"{did_you_mean(name, values)} Parameters: {', '.join(values)}.",
+                    where,
+                )
             allowed = tuple(wanted) if isinstance(wanted, list) else (wanted,)
             override = Override(match={name: allowed}, resources={}, execution={})
             if not any(override.selects({name: v}) for v in values[name]):
-                raise locate.error(f"override value {_show(wanted)} for '{name}' matches no job "
-                                   f"(values on that axis: {_preview(values[name])}).", where)
+                raise locate.error(
+                    f"override value {_show(wanted)} for '{name}' matches no job "
+                    f"(values on that axis: {_preview(values[name])}).",
+                    where,
+                )
             match[name] = allowed
-        override = Override(match=match, resources=entry.get("resources", {}),
-                            execution=entry.get("execution", {}))
+        override = Override(
+            match=match, resources=entry.get("resources", {}), execution=entry.get("execution", {})
+        )
         for axis in axes:
             # Zipped parameters vary together: each value may occur, yet never the combination.
             names = [n for n in axis.names if n in match]
-            if len(names) > 1 and not any(override.admits(dict(zip(axis.names, row, strict=True)))
-                                          for row in axis.rows):
+            if len(names) > 1 and not any(
+                override.admits(dict(zip(axis.names, row, strict=True))) for row in axis.rows
+            ):
                 wanted = " and ".join(f"{n}={_show(entry['match'][n])}" for n in names)
-                raise locate.error(f"override matches no job: the zipped parameters of "
-                                   f"'{axis.label}' never take {wanted} together.",
-                                   ("overrides", index, "match"))
+                raise locate.error(
+                    f"override matches no job: the zipped parameters of "
+                    f"'{axis.label}' never take {wanted} together.",
+                    ("overrides", index, "match"),
+                )
         out.append(override)
     return tuple(out)
 

@@ -56,31 +56,46 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def estimate_group(group: JobGroup, n_jobs: int, limits: Limits) -> GroupEstimate:
     """Tasks, arrays and requested node/CPU/GPU-hours of `n_jobs` jobs of one group."""
-    per_array = limits.batch_size if limits.max_array_size is None else \
-        min(limits.batch_size, limits.max_array_size)
+    per_array = (
+        limits.batch_size
+        if limits.max_array_size is None
+        else min(limits.batch_size, limits.max_array_size)
+    )
     n_tasks = math.ceil(n_jobs / limits.jobs_per_task)
     resources = task_resources(group.resources, limits.jobs_per_task)
     hours = resources.time_minutes / 60
     nodes = resources.nodes
     return GroupEstimate(
-        group=group.index, description=resources.describe(), short=resources.short(),
-        n_jobs=n_jobs, n_tasks=n_tasks,
-        n_arrays=math.ceil(n_tasks / max(1, per_array)), task_hours=hours,
+        group=group.index,
+        description=resources.describe(),
+        short=resources.short(),
+        n_jobs=n_jobs,
+        n_tasks=n_tasks,
+        n_arrays=math.ceil(n_tasks / max(1, per_array)),
+        task_hours=hours,
         node_hours=n_tasks * nodes * hours,
         cpu_hours=n_tasks * nodes * resources.ntasks_per_node * resources.cpus_per_task * hours,
-        gpu_hours=n_tasks * nodes * resources.gpus_per_node * hours)
+        gpu_hours=n_tasks * nodes * resources.gpus_per_node * hours,
+    )
 
 
 def concurrency(n_tasks: int, limits: Limits) -> int:
     """Tasks that can run at once: bounded by the queue cap and each array's throttle."""
-    per_array = limits.batch_size if limits.max_array_size is None else \
-        min(limits.batch_size, limits.max_array_size)
+    per_array = (
+        limits.batch_size
+        if limits.max_array_size is None
+        else min(limits.batch_size, limits.max_array_size)
+    )
     arrays_in_queue = max(1, limits.max_queued_jobs // max(1, per_array))
     return max(1, min(n_tasks, limits.max_queued_jobs, limits.array_parallelism * arrays_in_queue))
 
 
-def expected_wall_hours(groups: Sequence[GroupEstimate], group_of: Mapping[int, JobGroup],
-                        limits: Limits, runtimes: Sequence[float]) -> tuple[float, str]:
+def expected_wall_hours(
+    groups: Sequence[GroupEstimate],
+    group_of: Mapping[int, JobGroup],
+    limits: Limits,
+    runtimes: Sequence[float],
+) -> tuple[float, str]:
     """Expected wall time in hours and the basis it rests on."""
     total_tasks = sum(g.n_tasks for g in groups)
     if total_tasks == 0:
@@ -89,10 +104,19 @@ def expected_wall_hours(groups: Sequence[GroupEstimate], group_of: Mapping[int, 
     if runtimes:
         median = statistics.median(runtimes)
         # A packed task runs its jobs in waves of `task_parallelism`.
-        task_hours = {g.group: math.ceil(limits.jobs_per_task / task_parallelism(
-            group_of[g.group].resources, limits.jobs_per_task)) * median / 3600 for g in groups}
-        basis = (f"measured runtimes of {len(runtimes)} finished jobs (median {median:.1f} s, "
-                 f"p90 {percentile(runtimes, 0.9):.1f} s), {slots} tasks at once")
+        task_hours = {
+            g.group: math.ceil(
+                limits.jobs_per_task
+                / task_parallelism(group_of[g.group].resources, limits.jobs_per_task)
+            )
+            * median
+            / 3600
+            for g in groups
+        }
+        basis = (
+            f"measured runtimes of {len(runtimes)} finished jobs (median {median:.1f} s, "
+            f"p90 {percentile(runtimes, 0.9):.1f} s), {slots} tasks at once"
+        )
     else:
         task_hours = {g.group: g.task_hours for g in groups}
         basis = f"requested time limits (no job has finished yet), {slots} tasks at once"

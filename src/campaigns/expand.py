@@ -107,9 +107,12 @@ def expand(spec: CampaignSpec) -> Expansion:
         key = ",".join(fragments)
         if key in seen_keys:
             # Only string values holding ',' or '=' can do this: they read like the separators.
-            raise spec.error(f"two different jobs get the same key '{key}': a "
-                             "string value that contains ',' or '=' reads like another "
-                             "parameter. Remove those characters from the values.", ("parameters",))
+            raise spec.error(
+                f"two different jobs get the same key '{key}': a "
+                "string value that contains ',' or '=' reads like another "
+                "parameter. Remove those characters from the values.",
+                ("parameters",),
+            )
         seen_keys[key] = index
         output = output_template.format(**params, job_key=key)
         _check_output(spec, output, key, seen_outputs)
@@ -117,8 +120,17 @@ def expand(spec: CampaignSpec) -> Expansion:
         if group is None:
             group = group_of_mask[mask] = len(groups)
             groups.append(resolve_group(spec, mask, group))
-        jobs.append(JobSpec(index, key, _uid("\x1f".join(typed_parts)), params, output, group,
-                            "{" + ", ".join(json_parts) + "}"))
+        jobs.append(
+            JobSpec(
+                index,
+                key,
+                _uid("\x1f".join(typed_parts)),
+                params,
+                output,
+                group,
+                "{" + ", ".join(json_parts) + "}",
+            )
+        )
     return Expansion(jobs, groups)
 
 
@@ -129,11 +141,15 @@ def _check_output(spec: CampaignSpec, output: str, key: str, seen: dict[str, str
         raise spec.error(
             f"output path '{output}' of job {key} is not a plain relative path inside catalogs/ "
             "(no leading '/', no '..' or '.' parts, no '//', no spaces or shell characters).",
-            ("job", "output"))
+            ("job", "output"),
+        )
     other = seen.get(output)
     if other is not None:
-        raise spec.error(f"jobs {other} and {key} would both write '{output}': the output "
-                         "template must contain every parameter that varies.", ("job", "output"))
+        raise spec.error(
+            f"jobs {other} and {key} would both write '{output}': the output "
+            "template must contain every parameter that varies.",
+            ("job", "output"),
+        )
     seen[output] = key
 
 
@@ -177,8 +193,10 @@ class CommandTemplate:
         import string
 
         template_fields(template)  # raises ValueError on malformed placeholders
-        parts = tuple((literal, name, spec or "")
-                      for literal, name, spec, _conv in string.Formatter().parse(template))
+        parts = tuple(
+            (literal, name, spec or "")
+            for literal, name, spec, _conv in string.Formatter().parse(template)
+        )
         return cls(parts)
 
     def render(self, values: Mapping[str, Any]) -> str:
@@ -194,4 +212,4 @@ class CommandTemplate:
 def iter_chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     """Consecutive slices of at most `size` items."""
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]

@@ -27,10 +27,34 @@ if TYPE_CHECKING:
     from campaigns.store import Store
 
 FORMATS = (".csv", ".parquet")
-FIXED = ("key", "uid", "state", "attempts", "failure_class", "exit_code", "error", "started_at",
-         "ended_at", "runtime_seconds", "output", "scheduler_id")
-_JOB_COLUMNS = ["key", "uid", "params", "state", "attempts", "failure_class", "exit_code", "error",
-                "started_at", "ended_at", "output", "scheduler_id"]
+FIXED = (
+    "key",
+    "uid",
+    "state",
+    "attempts",
+    "failure_class",
+    "exit_code",
+    "error",
+    "started_at",
+    "ended_at",
+    "runtime_seconds",
+    "output",
+    "scheduler_id",
+)
+_JOB_COLUMNS = [
+    "key",
+    "uid",
+    "params",
+    "state",
+    "attempts",
+    "failure_class",
+    "exit_code",
+    "error",
+    "started_at",
+    "ended_at",
+    "output",
+    "scheduler_id",
+]
 
 
 @dataclass(frozen=True)
@@ -55,8 +79,10 @@ def check_path(path: str | os.PathLike[str]) -> str:
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise InputError(f"cannot export to '{path}': Parquet needs pyarrow. "
-                             "Run `pip install pyarrow`, or export to a .csv file.") from None
+            raise InputError(
+                f"cannot export to '{path}': Parquet needs pyarrow. "
+                "Run `pip install pyarrow`, or export to a .csv file."
+            ) from None
     return suffix
 
 
@@ -76,10 +102,23 @@ def jobs_frame(store: Store) -> pd.DataFrame:
         runtime = (ended - started).total_seconds() if started and ended else None
         record: dict[str, Any] = {"key": row["key"], "uid": row["uid"]}
         record.update({column[n]: p.get(n) for n in names})
-        record.update({k: row[k] for k in ("state", "attempts", "failure_class", "exit_code",
-                                            "error", "started_at", "ended_at")})
-        record.update(runtime_seconds=runtime, output=row["output"],
-                      scheduler_id=row["scheduler_id"])
+        record.update(
+            {
+                k: row[k]
+                for k in (
+                    "state",
+                    "attempts",
+                    "failure_class",
+                    "exit_code",
+                    "error",
+                    "started_at",
+                    "ended_at",
+                )
+            }
+        )
+        record.update(
+            runtime_seconds=runtime, output=row["output"], scheduler_id=row["scheduler_id"]
+        )
         records.append(record)
     order = ["key", "uid", *column.values(), *FIXED[2:]]
     frame = pd.DataFrame.from_records(records, columns=order)

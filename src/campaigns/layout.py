@@ -1,10 +1,10 @@
 """The campaign directory and every path in it.
 
-    <base_path>/<version>_<name-slug>/
-      metadata/   campaign_config.yaml, campaign.db, provenance, the lock
-      catalogs/   job outputs, laid out by `job.output`
-      logs/       one folder per submitted array: spec, script, task logs, manifests
-      qa/validation_reports/   qa/summary_plots/
+<base_path>/<version>_<name-slug>/
+  metadata/   campaign_config.yaml, campaign.db, provenance, the lock
+  catalogs/   job outputs, laid out by `job.output`
+  logs/       one folder per submitted array: spec, script, task logs, manifests
+  qa/validation_reports/   qa/summary_plots/
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ class CampaignLock:
                     raise LockedError(
                         f"another campaigns manager is working on this campaign: {holder}. "
                         "Wait for it to finish (or stop it), then run the command again; "
-                        "`status` works meanwhile.") from None
+                        "`status` works meanwhile."
+                    ) from None
                 time.sleep(0.2)
         fh.seek(0)
         fh.truncate()
@@ -57,8 +58,12 @@ class CampaignLock:
         self._depth = 1
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._depth -= 1
         if self._depth or self._fh is None:
             return
@@ -72,5 +77,11 @@ class CampaignLock:
 def describe_holder() -> str:
     """Who we are, for the lock file."""
     command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))
-    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-                       "since": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    return json.dumps(
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": command,
+            "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+    )

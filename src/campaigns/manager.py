@@ -96,13 +96,20 @@ class _Loaded:
 class CampaignManager:
     """Everything one can do to one campaign."""
 
-    def __init__(self, config: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None,
-                 db_url: str | None = None, clock: Callable[[], datetime] = utcnow,
-                 rng: random.Random | None = None,
-                 schedulers: Mapping[str, Scheduler] | None = None) -> None:
+    def __init__(
+        self,
+        config: str | os.PathLike[str],
+        *,
+        root: str | os.PathLike[str] | None = None,
+        db_url: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+        schedulers: Mapping[str, Scheduler] | None = None,
+    ) -> None:
         self.config_path = Path(config)
-        self.spec = load_campaign(self.config_path,
-                                  validated_hash=_validated_hash(self.config_path, root))
+        self.spec = load_campaign(
+            self.config_path, validated_hash=_validated_hash(self.config_path, root)
+        )
         self.layout = Layout.for_campaign(self.spec.slug, self.spec.base_path, root)
         self.db_url = self.layout.db_url(db_url or self.spec.db_url)
         self.clock = clock
@@ -126,8 +133,10 @@ class CampaignManager:
         """The campaign database; `init` must have run."""
         if self._store is None:
             if not self.layout.exists():
-                raise InputError(f"campaign not initialised: {self.layout.root} does not exist. "
-                                 f"Run `init {self.config_path}` first.")
+                raise InputError(
+                    f"campaign not initialised: {self.layout.root} does not exist. "
+                    f"Run `init {self.config_path}` first."
+                )
             self._store = Store(self.db_url)
         return self._store
 
@@ -153,7 +162,8 @@ class CampaignManager:
             raise ConfigChangedError(
                 f"{self.config_path} has changed since `init` (stored config hash {stored}, file "
                 f"{self.spec.config_hash}). Run `init --force {self.config_path}` to adopt the "
-                "change (it says what changed), or restore the file.")
+                "change (it says what changed), or restore the file."
+            )
         return CampaignLock(self.layout.lock_file)
 
     def close(self) -> None:
@@ -170,27 +180,45 @@ class CampaignManager:
         max_array = self.spec.machine.max_array_size
         pending = [(j.index + 1, j.group) for j in expansion.jobs]
         groups = {g.index: g for g in expansion.groups}
-        plan = plan_arrays(pending, groups, batch_size=self.spec.execution.batch_size,
-                           max_array_size=max_array, jobs_per_task=self.spec.execution.jobs_per_task,
-                           capacity=len(pending))
+        plan = plan_arrays(
+            pending,
+            groups,
+            batch_size=self.spec.execution.batch_size,
+            max_array_size=max_array,
+            jobs_per_task=self.spec.execution.jobs_per_task,
+            capacity=len(pending),
+        )
         summaries = [self._group_summary(g, plan.arrays, expansion) for g in expansion.groups]
         return ValidationReport(
-            name=self.spec.name, version=self.spec.version, config=str(self.config_path),
-            campaign_dir=str(self.layout.root), machine=self.spec.machine.name,
+            name=self.spec.name,
+            version=self.spec.version,
+            config=str(self.config_path),
+            campaign_dir=str(self.layout.root),
+            machine=self.spec.machine.name,
             backend=self.spec.execution.backend or self.spec.machine.backend,
             n_jobs=len(expansion.jobs),
             parameters={a.label: len(a.rows) for a in self.spec.axes},
-            groups=summaries, n_arrays=len(plan.arrays),
-            n_tasks=sum(len(a.tasks) for a in plan.arrays), max_array_size=max_array,
-            config_hash=self.spec.config_hash)
+            groups=summaries,
+            n_arrays=len(plan.arrays),
+            n_tasks=sum(len(a.tasks) for a in plan.arrays),
+            max_array_size=max_array,
+            config_hash=self.spec.config_hash,
+        )
 
     @staticmethod
-    def _group_summary(group: JobGroup, arrays: Sequence[ArrayPlan], expansion: Expansion) -> GroupSummary:
+    def _group_summary(
+        group: JobGroup, arrays: Sequence[ArrayPlan], expansion: Expansion
+    ) -> GroupSummary:
         mine = [a for a in arrays if a.group == group.index]
         return GroupSummary(
-            group=group.index, n_jobs=sum(1 for j in expansion.jobs if j.group == group.index),
-            resources=group.resources.as_dict(), description=group.resources.describe(),
-            max_retries=group.max_retries, n_arrays=len(mine), n_tasks=sum(len(a.tasks) for a in mine))
+            group=group.index,
+            n_jobs=sum(1 for j in expansion.jobs if j.group == group.index),
+            resources=group.resources.as_dict(),
+            description=group.resources.describe(),
+            max_retries=group.max_retries,
+            n_arrays=len(mine),
+            n_tasks=sum(len(a.tasks) for a in mine),
+        )
 
     def init(self, force: bool = False) -> InitReport:
         """Create the campaign directory and database, every job pending; idempotent."""
@@ -201,25 +229,40 @@ class CampaignManager:
         with CampaignLock(self.layout.lock_file):
             store = Store(self.db_url)
             if store.is_initialised():
-                raise InputError(f"{self.db_url} already holds a campaign but "
-                                 f"{self.layout.config_file} is missing; move the database away "
-                                 "or point --db-url elsewhere.")
+                raise InputError(
+                    f"{self.db_url} already holds a campaign but "
+                    f"{self.layout.config_file} is missing; move the database away "
+                    "or point --db-url elsewhere."
+                )
             now = self.clock()
             store.create(
-                campaign={"name": self.spec.name, "version": self.spec.version, "slug": self.spec.slug,
-                          "config_hash": self.spec.config_hash, "source": str(self.config_path),
-                          "config": json.dumps(self.spec.merged, default=str)},
-                groups=[{"id": g.index, "resources": json.dumps(g.resources.as_dict()),
-                         "max_retries": g.max_retries} for g in expansion.groups],
+                campaign={
+                    "name": self.spec.name,
+                    "version": self.spec.version,
+                    "slug": self.spec.slug,
+                    "config_hash": self.spec.config_hash,
+                    "source": str(self.config_path),
+                    "config": json.dumps(self.spec.merged, default=str),
+                },
+                groups=[
+                    {
+                        "id": g.index,
+                        "resources": json.dumps(g.resources.as_dict()),
+                        "max_retries": g.max_retries,
+                    }
+                    for g in expansion.groups
+                ],
                 jobs=_job_rows(expansion, self.spec.config_hash),
-                now=now)
+                now=now,
+            )
             store.close()
             from campaigns import provenance
 
             provenance.write(self.layout, self.spec, self.config_path)
             # Written last: its presence means "initialised".
-            write_atomic(self.layout.config_file,
-                         yaml.safe_dump(dict(self.spec.merged), sort_keys=False))
+            write_atomic(
+                self.layout.config_file, yaml.safe_dump(dict(self.spec.merged), sort_keys=False)
+            )
         return InitReport(str(self.layout.root), len(expansion.jobs), created=True)
 
     def _reinit(self, expansion: Expansion, force: bool) -> InitReport:
@@ -235,22 +278,40 @@ class CampaignManager:
                 f"({self.layout.config_file}): {'; '.join(changes[:8])}"
                 f"{' ...' if len(changes) > 8 else ''}. Run `init --force` to adopt the new "
                 "configuration (existing jobs keep their state; new jobs are added), or use a new "
-                "`campaign.version` for a new campaign.")
+                "`campaign.version` for a new campaign."
+            )
         with CampaignLock(self.layout.lock_file):
             added = self.store.adopt_config(
-                config=json.dumps(self.spec.merged, default=str), config_hash=self.spec.config_hash,
-                groups=[{"id": g.index, "resources": json.dumps(g.resources.as_dict()),
-                         "max_retries": g.max_retries} for g in expansion.groups],
-                jobs=_job_rows(expansion, self.spec.config_hash), now=self.clock())
+                config=json.dumps(self.spec.merged, default=str),
+                config_hash=self.spec.config_hash,
+                groups=[
+                    {
+                        "id": g.index,
+                        "resources": json.dumps(g.resources.as_dict()),
+                        "max_retries": g.max_retries,
+                    }
+                    for g in expansion.groups
+                ],
+                jobs=_job_rows(expansion, self.spec.config_hash),
+                now=self.clock(),
+            )
             provenance.write(self.layout, self.spec, self.config_path)
-            write_atomic(self.layout.config_file, yaml.safe_dump(dict(self.spec.merged), sort_keys=False))
-        return InitReport(str(self.layout.root), len(expansion.jobs), created=False, updated=True,
-                          added_jobs=added)
+            write_atomic(
+                self.layout.config_file, yaml.safe_dump(dict(self.spec.merged), sort_keys=False)
+            )
+        return InitReport(
+            str(self.layout.root),
+            len(expansion.jobs),
+            created=False,
+            updated=True,
+            added_jobs=added,
+        )
 
     # -- submit ---------------------------------------------------------------------
 
-    def submit_campaign(self, backend: str | None = None, limit: int | None = None,
-                        dry_run: bool = False) -> SubmitReport:
+    def submit_campaign(
+        self, backend: str | None = None, limit: int | None = None, dry_run: bool = False
+    ) -> SubmitReport:
         """Submit pending jobs as arrays within the site's limits."""
         self.expansion  # noqa: B018 -- a config error must stop us before anything is submitted
         name = self.resolve_backend(backend)
@@ -259,21 +320,37 @@ class CampaignManager:
             recovered = Reconciler(self).recover_intents()
             return self._submit(name, scheduler, limit, dry_run, recovered)
 
-    def _submit(self, name: str, scheduler: Scheduler, limit: int | None, dry_run: bool,
-                recovered: list[str], only_keys: Sequence[str] | None = None) -> SubmitReport:
+    def _submit(
+        self,
+        name: str,
+        scheduler: Scheduler,
+        limit: int | None,
+        dry_run: bool,
+        recovered: list[str],
+        only_keys: Sequence[str] | None = None,
+    ) -> SubmitReport:
         """Plan and submit pending jobs (or only `only_keys`; a dry run also takes failed ones)."""
         store = self.store
-        groups = {gid: JobGroup(gid, Resources.from_dict(g["resources"]), g["max_retries"])
-                  for gid, g in store.groups().items()}
+        groups = {
+            gid: JobGroup(gid, Resources.from_dict(g["resources"]), g["max_retries"])
+            for gid, g in store.groups().items()
+        }
         states = ["pending", "failed"] if dry_run and only_keys else ["pending"]
-        candidates = store.jobs(states=states, columns=["id", "group_id", "time_scale", "memory_scale"],
-                                keys=only_keys)
+        candidates = store.jobs(
+            states=states, columns=["id", "group_id", "time_scale", "memory_scale"], keys=only_keys
+        )
         pending, groups = self._escalated_groups(candidates, groups)
         max_array = self.spec.machine.max_array_size or _site_max_array_size(scheduler)
         capacity = self.spec.machine.max_queued_jobs - store.open_task_count()
-        plan = plan_arrays(pending, groups, batch_size=self.spec.execution.batch_size,
-                           max_array_size=max_array, jobs_per_task=self.spec.execution.jobs_per_task,
-                           capacity=capacity, limit=limit)
+        plan = plan_arrays(
+            pending,
+            groups,
+            batch_size=self.spec.execution.batch_size,
+            max_array_size=max_array,
+            jobs_per_task=self.spec.execution.jobs_per_task,
+            capacity=capacity,
+            limit=limit,
+        )
         if not plan.arrays:
             return SubmitReport(name, dry_run, [], 0, plan.waiting, recovered)
         job_ids = [jid for array in plan.arrays for task in array.tasks for jid in task]
@@ -288,8 +365,9 @@ class CampaignManager:
         submitted = sum(s.n_jobs for s in summaries)
         return SubmitReport(name, dry_run, summaries, submitted, plan.waiting, recovered)
 
-    def _escalated_groups(self, candidates: Sequence[Mapping[str, Any]], groups: dict[int, JobGroup]
-                          ) -> tuple[list[tuple[int, int]], dict[int, JobGroup]]:
+    def _escalated_groups(
+        self, candidates: Sequence[Mapping[str, Any]], groups: dict[int, JobGroup]
+    ) -> tuple[list[tuple[int, int]], dict[int, JobGroup]]:
         """Jobs whose time or memory was escalated after a failure get their own (virtual) group,
         so arrays never mix resource requests."""
         virtual: dict[tuple[int, float, float], int] = {}
@@ -302,34 +380,72 @@ class CampaignManager:
                 continue
             if key not in virtual:
                 base = groups[row["group_id"]]
-                minutes, memory = scaled(base.resources.time_minutes, base.resources.memory_mb,
-                                         key[1], key[2], self.retry_policy)
+                minutes, memory = scaled(
+                    base.resources.time_minutes,
+                    base.resources.memory_mb,
+                    key[1],
+                    key[2],
+                    self.retry_policy,
+                )
                 index = virtual[key] = max(out) + 1
-                out[index] = JobGroup(row["group_id"], dataclasses.replace(
-                    base.resources, time_minutes=minutes, memory_mb=memory), base.max_retries)
+                out[index] = JobGroup(
+                    row["group_id"],
+                    dataclasses.replace(base.resources, time_minutes=minutes, memory_mb=memory),
+                    base.max_retries,
+                )
             pending.append((row["id"], virtual[key]))
         return pending, out
 
-    def _submit_array(self, name: str, scheduler: Scheduler, array: ArrayPlan,
-                      jobs: Mapping[int, Mapping[str, Any]], dry_run: bool) -> ArraySummary:
+    def _submit_array(
+        self,
+        name: str,
+        scheduler: Scheduler,
+        array: ArrayPlan,
+        jobs: Mapping[int, Mapping[str, Any]],
+        dry_run: bool,
+    ) -> ArraySummary:
         token = uuid.uuid4().hex[:12]
         store = self.store
         task_rows = []
         for index, task in enumerate(array.tasks):
             for job_id in task:
                 job = jobs[job_id]
-                task_rows.append({"job_id": job_id, "attempt": job["attempts"] + 1, "task_index": index,
-                                  "time_minutes": array.resources.time_minutes,
-                                  "memory_mb": array.resources.memory_mb})
+                task_rows.append(
+                    {
+                        "job_id": job_id,
+                        "attempt": job["attempts"] + 1,
+                        "task_index": index,
+                        "time_minutes": array.resources.time_minutes,
+                        "memory_mb": array.resources.memory_mb,
+                    }
+                )
         if dry_run:
             folder = self.layout.logs / "dry-run" / f"plan-{token}"
             request = self._write_array(folder, token, array, jobs, task_rows, name)
-            return ArraySummary(None, None, len(array.tasks), array.n_jobs, array.group,
-                                array.resources.describe(), str(folder), scheduler.render(request))
+            return ArraySummary(
+                None,
+                None,
+                len(array.tasks),
+                array.n_jobs,
+                array.group,
+                array.resources.describe(),
+                str(folder),
+                scheduler.render(request),
+            )
         now = self.clock()
         submission_id = store.record_intent(
-            {"token": token, "backend": name, "group_id": array.group, "n_tasks": len(array.tasks),
-             "n_jobs": array.n_jobs, "log_dir": ""}, task_rows, now, self.spec.config_hash)
+            {
+                "token": token,
+                "backend": name,
+                "group_id": array.group,
+                "n_tasks": len(array.tasks),
+                "n_jobs": array.n_jobs,
+                "log_dir": "",
+            },
+            task_rows,
+            now,
+            self.spec.config_hash,
+        )
         folder = self.layout.array_dir(submission_id)
         request = self._write_array(folder, token, array, jobs, task_rows, name)
         store.set_log_dir(submission_id, str(folder))
@@ -340,14 +456,29 @@ class CampaignManager:
         except SchedulerError as exc:
             store.abandon(submission_id, str(exc), self.clock())
             raise
-        logs = {i: str(scheduler.log_path(folder, scheduler_id, i)) for i in range(len(array.tasks))}
+        logs = {
+            i: str(scheduler.log_path(folder, scheduler_id, i)) for i in range(len(array.tasks))
+        }
         store.mark_submitted(submission_id, scheduler_id, logs, self.clock())
-        return ArraySummary(submission_id, scheduler_id, len(array.tasks), array.n_jobs, array.group,
-                            array.resources.describe(), str(folder))
+        return ArraySummary(
+            submission_id,
+            scheduler_id,
+            len(array.tasks),
+            array.n_jobs,
+            array.group,
+            array.resources.describe(),
+            str(folder),
+        )
 
-    def _write_array(self, folder: Path, token: str, array: ArrayPlan,
-                     jobs: Mapping[int, Mapping[str, Any]], task_rows: Sequence[Mapping[str, Any]],
-                     backend: str) -> ArrayRequest:
+    def _write_array(
+        self,
+        folder: Path,
+        token: str,
+        array: ArrayPlan,
+        jobs: Mapping[int, Mapping[str, Any]],
+        task_rows: Sequence[Mapping[str, Any]],
+        backend: str,
+    ) -> ArrayRequest:
         """Write array.json and tasks.jsonl (atomically) and describe the request."""
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "manifests").mkdir(exist_ok=True)
@@ -365,38 +496,70 @@ class CampaignManager:
         if array.resources.ntasks > 1:
             launcher = self.spec.machine.launcher.replace("{ntasks}", str(array.resources.ntasks))
         header = {
-            "campaign": self.spec.name, "version": self.spec.version, "token": token,
-            "campaign_dir": str(self.layout.root), "config_hash": self.spec.config_hash,
-            "n_tasks": len(array.tasks), "n_jobs": array.n_jobs, "parallel": array.parallel,
-            "launcher": launcher, "backend": backend,
+            "campaign": self.spec.name,
+            "version": self.spec.version,
+            "token": token,
+            "campaign_dir": str(self.layout.root),
+            "config_hash": self.spec.config_hash,
+            "n_tasks": len(array.tasks),
+            "n_jobs": array.n_jobs,
+            "parallel": array.parallel,
+            "launcher": launcher,
+            "backend": backend,
             "array_parallelism": self.spec.execution.array_parallelism,
             "resources": array.resources.as_dict(),
             "slots_dir": str(self.layout.logs / ".slots"),
             "local_slots": self.spec.execution.local_workers or None,
         }
         write_atomic(folder / "array.json", json.dumps(header, indent=1) + "\n")
-        return ArrayRequest(token=token, name=f"cmp-{self.spec.slug[:40]}-{token}", folder=folder,
-                            n_tasks=len(array.tasks), resources=array.resources,
-                            parallelism=self.spec.execution.array_parallelism,
-                            setup=self.spec.machine.setup, python=self.spec.machine.python)
+        return ArrayRequest(
+            token=token,
+            name=f"cmp-{self.spec.slug[:40]}-{token}",
+            folder=folder,
+            n_tasks=len(array.tasks),
+            resources=array.resources,
+            parallelism=self.spec.execution.array_parallelism,
+            setup=self.spec.machine.setup,
+            python=self.spec.machine.python,
+        )
 
-    def _task_entry(self, job: Mapping[str, Any], attempt: int, folder: Path,
-                    template: CommandTemplate) -> dict[str, Any]:
+    def _task_entry(
+        self, job: Mapping[str, Any], attempt: int, folder: Path, template: CommandTemplate
+    ) -> dict[str, Any]:
         params = json.loads(job["params"])
         final = self.layout.output(job["output"])
-        tmp = final.with_name(f".{final.stem}.attempt{attempt}.tmp{final.suffix}") \
-            if self.spec.atomic_output else None
-        values = {**params, "output": str(tmp or final), "job_key": job["key"], "attempt": attempt,
-                  "campaign_dir": str(self.layout.root), "compression": self.spec.compression}
-        return {"id": job["id"], "uid": job["uid"], "key": job["key"], "attempt": attempt,
-                "params": params, "command": template.render(values), "output": str(final),
-                "output_rel": job["output"], "tmp_output": str(tmp) if tmp else None,
-                "manifest": str(folder / "manifests" / f"{job['uid']}.json"),
-                "env": dict(self.spec.env)}
+        tmp = (
+            final.with_name(f".{final.stem}.attempt{attempt}.tmp{final.suffix}")
+            if self.spec.atomic_output
+            else None
+        )
+        values = {
+            **params,
+            "output": str(tmp or final),
+            "job_key": job["key"],
+            "attempt": attempt,
+            "campaign_dir": str(self.layout.root),
+            "compression": self.spec.compression,
+        }
+        return {
+            "id": job["id"],
+            "uid": job["uid"],
+            "key": job["key"],
+            "attempt": attempt,
+            "params": params,
+            "command": template.render(values),
+            "output": str(final),
+            "output_rel": job["output"],
+            "tmp_output": str(tmp) if tmp else None,
+            "manifest": str(folder / "manifests" / f"{job['uid']}.json"),
+            "env": dict(self.spec.env),
+        }
 
     # -- monitor / status ---------------------------------------------------------
 
-    def monitor_progress(self, *, resubmit: bool = False, backend: str | None = None) -> StatusReport:
+    def monitor_progress(
+        self, *, resubmit: bool = False, backend: str | None = None
+    ) -> StatusReport:
         """One reconciliation with the schedulers, then the status (for `monitor --once`)."""
         with self.lock():
             reconciler = Reconciler(self)
@@ -408,8 +571,9 @@ class CampaignManager:
                 self._submit(name, self.scheduler(name), None, False, [])
         return self.status(reconciled_at=self.clock(), scheduler_error=error)
 
-    def watch(self, interval: float, *, resubmit: bool = False,
-              backend: str | None = None) -> Iterator[StatusReport]:
+    def watch(
+        self, interval: float, *, resubmit: bool = False, backend: str | None = None
+    ) -> Iterator[StatusReport]:
         """Reconcile every `interval` seconds, yielding a status each time, until all is final."""
         import time
 
@@ -421,48 +585,98 @@ class CampaignManager:
                 return
             time.sleep(interval)
 
-    def status(self, verbose: bool = False, *, reconciled_at: datetime | None = None,
-               scheduler_error: str | None = None) -> StatusReport:
+    def status(
+        self,
+        verbose: bool = False,
+        *,
+        reconciled_at: datetime | None = None,
+        scheduler_error: str | None = None,
+    ) -> StatusReport:
         """Counts per state, failures and where the logs are; reads the store only."""
         store = self.store
         counts = {s.value: 0 for s in JobState}
         counts.update(store.counts())
         now = self.clock()
         groups = store.groups()
-        failed = store.jobs(states=["failed"], columns=[
-            "id", "key", "attempts", "attempts_base", "next_retry_at", "failure_class", "error",
-            "group_id"])
+        failed = store.jobs(
+            states=["failed"],
+            columns=[
+                "id",
+                "key",
+                "attempts",
+                "attempts_base",
+                "next_retry_at",
+                "failure_class",
+                "error",
+                "group_id",
+            ],
+        )
         by_class: dict[str, int] = {}
         standings = {"due": 0, "waiting": 0, "exhausted": 0}
         standing_of = {}
         for row in failed:
             label = row["failure_class"] or "unknown"
             by_class[label] = by_class.get(label, 0) + 1
-            standing = retry_standing(row["attempts"] - row["attempts_base"],
-                                      groups[row["group_id"]]["max_retries"], row["next_retry_at"], now)
+            standing = retry_standing(
+                row["attempts"] - row["attempts_base"],
+                groups[row["group_id"]]["max_retries"],
+                row["next_retry_at"],
+                now,
+            )
             standings[standing] += 1
             standing_of[row["id"]] = standing
         latest = failed[-10:]
         logs = store.log_paths([r["id"] for r in latest])
-        latest_failures = [Failure(r["key"], r["failure_class"], r["error"], r["attempts"],
-                                   standing_of[r["id"]] == "exhausted", r["next_retry_at"],
-                                   logs.get(r["id"])) for r in latest]
+        latest_failures = [
+            Failure(
+                r["key"],
+                r["failure_class"],
+                r["error"],
+                r["attempts"],
+                standing_of[r["id"]] == "exhausted",
+                r["next_retry_at"],
+                logs.get(r["id"]),
+            )
+            for r in latest
+        ]
         jobs = None
         if verbose:
             rows = store.jobs()
             all_logs = store.log_paths(None)
-            jobs = [JobRow(r["key"], json.loads(r["params"]), r["state"], r["attempts"],
-                           r["next_retry_at"], r["scheduler_id"], r["output"], r["error"],
-                           r["failure_class"], all_logs.get(r["id"])) for r in rows]
+            jobs = [
+                JobRow(
+                    r["key"],
+                    json.loads(r["params"]),
+                    r["state"],
+                    r["attempts"],
+                    r["next_retry_at"],
+                    r["scheduler_id"],
+                    r["output"],
+                    r["error"],
+                    r["failure_class"],
+                    all_logs.get(r["id"]),
+                )
+                for r in rows
+            ]
         campaign = store.campaign()
         return StatusReport(
-            name=self.spec.name, version=self.spec.version, path=str(self.layout.root),
-            total=sum(counts.values()), counts=counts, failures_by_class=by_class,
-            retry_due=standings["due"], retry_waiting=standings["waiting"],
-            exhausted=standings["exhausted"], logs=str(self.layout.logs),
-            backend=campaign.get("backend"), open_arrays=len(store.submissions(states=["submitted"])),
-            latest_failures=latest_failures, jobs=jobs, reconciled_at=reconciled_at,
-            unknown_scheduler=scheduler_error)
+            name=self.spec.name,
+            version=self.spec.version,
+            path=str(self.layout.root),
+            total=sum(counts.values()),
+            counts=counts,
+            failures_by_class=by_class,
+            retry_due=standings["due"],
+            retry_waiting=standings["waiting"],
+            exhausted=standings["exhausted"],
+            logs=str(self.layout.logs),
+            backend=campaign.get("backend"),
+            open_arrays=len(store.submissions(states=["submitted"])),
+            latest_failures=latest_failures,
+            jobs=jobs,
+            reconciled_at=reconciled_at,
+            unknown_scheduler=scheduler_error,
+        )
 
     # -- estimate -------------------------------------------------------------------
 
@@ -480,33 +694,49 @@ class CampaignManager:
         runtimes: list[float] = []
         initialised = self.layout.exists()
         if initialised:
-            rows = self.store.jobs(columns=["group_id", "state", "attempts", "attempts_base",
-                                            "next_retry_at"],
-                                   states=["pending", "queued", "running", "failed"])
+            rows = self.store.jobs(
+                columns=["group_id", "state", "attempts", "attempts_base", "next_retry_at"],
+                states=["pending", "queued", "running", "failed"],
+            )
             for row in rows:
-                if row["state"] != "failed" or retry_standing(
-                        row["attempts"] - row["attempts_base"], groups[row["group_id"]].max_retries,
-                        row["next_retry_at"], self.clock()) != "exhausted":
+                if (
+                    row["state"] != "failed"
+                    or retry_standing(
+                        row["attempts"] - row["attempts_base"],
+                        groups[row["group_id"]].max_retries,
+                        row["next_retry_at"],
+                        self.clock(),
+                    )
+                    != "exhausted"
+                ):
                     per_group[row["group_id"]] = per_group.get(row["group_id"], 0) + 1
             runtimes = self.store.runtimes()
         else:
             for job in expansion.jobs:
                 per_group[job.group] += 1
         limits = estimate.Limits(
-            batch_size=self.spec.execution.batch_size, max_array_size=self.spec.machine.max_array_size,
+            batch_size=self.spec.execution.batch_size,
+            max_array_size=self.spec.machine.max_array_size,
             jobs_per_task=self.spec.execution.jobs_per_task,
             array_parallelism=self.spec.execution.array_parallelism,
-            max_queued_jobs=self.spec.machine.max_queued_jobs)
-        estimates = [estimate.estimate_group(groups[g], n, limits) for g, n in per_group.items() if n]
+            max_queued_jobs=self.spec.machine.max_queued_jobs,
+        )
+        estimates = [
+            estimate.estimate_group(groups[g], n, limits) for g, n in per_group.items() if n
+        ]
         wall, basis = estimate.expected_wall_hours(estimates, groups, limits, runtimes)
         return EstimateReport(
-            n_jobs=len(expansion.jobs), remaining_jobs=sum(per_group.values()),
-            n_arrays=sum(e.n_arrays for e in estimates), n_tasks=sum(e.n_tasks for e in estimates),
+            n_jobs=len(expansion.jobs),
+            remaining_jobs=sum(per_group.values()),
+            n_arrays=sum(e.n_arrays for e in estimates),
+            n_tasks=sum(e.n_tasks for e in estimates),
             groups=[dataclasses.asdict(e) for e in estimates],
             node_hours=sum(e.node_hours for e in estimates),
             cpu_hours=sum(e.cpu_hours for e in estimates),
             gpu_hours=sum(e.gpu_hours for e in estimates),
-            expected_wall_hours=wall, basis=basis)
+            expected_wall_hours=wall,
+            basis=basis,
+        )
 
     # -- qa / export ------------------------------------------------------------------
 
@@ -530,9 +760,16 @@ class CampaignManager:
 
     # -- retry / cancel -------------------------------------------------------------
 
-    def retry_failed_jobs(self, *, submit: bool = False, ignore_backoff: bool = False,
-                          dry_run: bool = False, reset_keys: Sequence[str] | None = None,
-                          backend: str | None = None, _locked: bool = False) -> RetryReport:
+    def retry_failed_jobs(
+        self,
+        *,
+        submit: bool = False,
+        ignore_backoff: bool = False,
+        dry_run: bool = False,
+        reset_keys: Sequence[str] | None = None,
+        backend: str | None = None,
+        _locked: bool = False,
+    ) -> RetryReport:
         """Put failed jobs whose backoff has elapsed back to pending; optionally submit them."""
         lock = self.lock()
         if _locked:
@@ -540,8 +777,14 @@ class CampaignManager:
         with lock:
             return self._retry(submit, ignore_backoff, dry_run, reset_keys, backend)
 
-    def _retry(self, submit: bool, ignore_backoff: bool, dry_run: bool,
-               reset_keys: Sequence[str] | None, backend: str | None) -> RetryReport:
+    def _retry(
+        self,
+        submit: bool,
+        ignore_backoff: bool,
+        dry_run: bool,
+        reset_keys: Sequence[str] | None,
+        backend: str | None,
+    ) -> RetryReport:
         store = self.store
         now = self.clock()
         groups = store.groups()
@@ -549,11 +792,15 @@ class CampaignManager:
             rows = store.jobs(keys=list(reset_keys))
             unknown = set(reset_keys) - {r["key"] for r in rows} - {r["uid"] for r in rows}
             if unknown:
-                raise InputError(f"no such job: {', '.join(sorted(unknown))}. Keys look like "
-                                 f"'{self.expansion.jobs[0].key}' (see `status --verbose`).")
+                raise InputError(
+                    f"no such job: {', '.join(sorted(unknown))}. Keys look like "
+                    f"'{self.expansion.jobs[0].key}' (see `status --verbose`)."
+                )
             busy = [r["key"] for r in rows if r["state"] in ("queued", "running")]
             if busy:
-                raise InputError(f"cannot reset jobs that are queued or running: {', '.join(busy[:5])}.")
+                raise InputError(
+                    f"cannot reset jobs that are queued or running: {', '.join(busy[:5])}."
+                )
             chosen = [r for r in rows if r["state"] != "pending"]
             if not dry_run:
                 store.reset_jobs([r["id"] for r in chosen], clear_attempts=True, now=now)
@@ -563,11 +810,24 @@ class CampaignManager:
             reset, waiting, exhausted = [], [], []
             logs = store.log_paths([r["id"] for r in failed])
             for r in failed:
-                standing = retry_standing(r["attempts"] - r["attempts_base"],
-                                          groups[r["group_id"]]["max_retries"], r["next_retry_at"], now)
+                standing = retry_standing(
+                    r["attempts"] - r["attempts_base"],
+                    groups[r["group_id"]]["max_retries"],
+                    r["next_retry_at"],
+                    now,
+                )
                 if standing == "exhausted":
-                    exhausted.append(Failure(r["key"], r["failure_class"], r["error"], r["attempts"],
-                                             True, None, logs.get(r["id"])))
+                    exhausted.append(
+                        Failure(
+                            r["key"],
+                            r["failure_class"],
+                            r["error"],
+                            r["attempts"],
+                            True,
+                            None,
+                            logs.get(r["id"]),
+                        )
+                    )
                 elif standing == "due" or ignore_backoff:
                     reset.append(r)
                 else:
@@ -577,7 +837,9 @@ class CampaignManager:
             report = RetryReport([r["key"] for r in reset], waiting, exhausted, dry_run=dry_run)
         if submit and report.reset:
             name = self.resolve_backend(backend or store.campaign().get("backend"))
-            sub = self._submit(name, self.scheduler(name), None, dry_run, [], only_keys=report.reset)
+            sub = self._submit(
+                name, self.scheduler(name), None, dry_run, [], only_keys=report.reset
+            )
             report = RetryReport(report.reset, report.waiting, report.exhausted, sub, dry_run)
         return report
 
@@ -623,11 +885,20 @@ def _validated_hash(config: Path, root: str | os.PathLike[str] | None) -> str | 
 
 def _job_rows(expansion: Expansion, config_hash: str) -> Iterator[dict[str, Any]]:
     for job in expansion.jobs:
-        yield {"id": job.index + 1, "key": job.key, "uid": job.uid,
-               "params": job.params_json or json.dumps(job.params), "output": job.output,
-               "group_id": job.group, "config_hash": config_hash,
-               "state": "pending", "attempts": 0, "attempts_base": 0, "time_scale": 1.0,
-               "memory_scale": 1.0}
+        yield {
+            "id": job.index + 1,
+            "key": job.key,
+            "uid": job.uid,
+            "params": job.params_json or json.dumps(job.params),
+            "output": job.output,
+            "group_id": job.group,
+            "config_hash": config_hash,
+            "state": "pending",
+            "attempts": 0,
+            "attempts_base": 0,
+            "time_scale": 1.0,
+            "memory_scale": 1.0,
+        }
 
 
 def _site_max_array_size(scheduler: Scheduler) -> int | None:

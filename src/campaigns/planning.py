@@ -54,9 +54,16 @@ def task_resources(resources: Resources, jobs_per_task: int) -> Resources:
     return replace(resources, time_minutes=resources.time_minutes * waves, memory_mb=memory)
 
 
-def plan_arrays(pending: Sequence[tuple[int, int]], groups: Mapping[int, JobGroup], *,
-                batch_size: int, max_array_size: int | None, jobs_per_task: int,
-                capacity: int, limit: int | None = None) -> Plan:
+def plan_arrays(
+    pending: Sequence[tuple[int, int]],
+    groups: Mapping[int, JobGroup],
+    *,
+    batch_size: int,
+    max_array_size: int | None,
+    jobs_per_task: int,
+    capacity: int,
+    limit: int | None = None,
+) -> Plan:
     """Arrays for `pending` (job id, group id) pairs, in job order within each group.
 
     The planned jobs are always the first ones of `pending` (at most `limit` of them),
@@ -84,7 +91,13 @@ def plan_arrays(pending: Sequence[tuple[int, int]], groups: Mapping[int, JobGrou
     for group, tasks in by_group.items():
         resources = groups[group].resources
         for start in range(0, len(tasks), per_array):
-            chunk = tuple(tuple(task) for task in tasks[start:start + per_array])
-            arrays.append(ArrayPlan(group, chunk, task_resources(resources, per_task),
-                                    task_parallelism(resources, per_task)))
+            chunk = tuple(tuple(task) for task in tasks[start : start + per_array])
+            arrays.append(
+                ArrayPlan(
+                    group,
+                    chunk,
+                    task_resources(resources, per_task),
+                    task_parallelism(resources, per_task),
+                )
+            )
     return Plan(tuple(arrays), waiting=len(pending) - planned, capacity=capacity)

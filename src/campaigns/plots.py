@@ -34,10 +34,19 @@ if TYPE_CHECKING:
 
 SIZE = (8.0, 4.5)  # inches: 800 x 450 pixels at DPI
 DPI = 100
-COLORS = {"completed": "#2e8b57", "failed": "#c0392b", "other": "#95a5a6", "line": "#1f4e79",
-          "p90": "#d35400"}
-FILES = ("completion_over_time.png", "runtime_distribution.png", "failures_by_class.png",
-         "attempts_per_job.png")
+COLORS = {
+    "completed": "#2e8b57",
+    "failed": "#c0392b",
+    "other": "#95a5a6",
+    "line": "#1f4e79",
+    "p90": "#d35400",
+}
+FILES = (
+    "completion_over_time.png",
+    "runtime_distribution.png",
+    "failures_by_class.png",
+    "attempts_per_job.png",
+)
 
 
 def write_summary_plots(store: Store, layout: Layout) -> list[Path]:
@@ -79,8 +88,17 @@ def _title(ax: Axes, label: str, what: str) -> None:
 
 def _empty(ax: Axes, message: str) -> None:
     """An explanatory text instead of a plot."""
-    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, color="#555555",
-            transform=ax.transAxes, wrap=True)
+    ax.text(
+        0.5,
+        0.5,
+        message,
+        ha="center",
+        va="center",
+        fontsize=12,
+        color="#555555",
+        transform=ax.transAxes,
+        wrap=True,
+    )
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
@@ -92,8 +110,9 @@ def _state_summary(jobs: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(f"{n:,} {state}" for state, n in counts.most_common())
 
 
-def _completion(ax: Axes, label: str, jobs: Sequence[Mapping[str, Any]],
-                attempts: Sequence[Mapping[str, Any]]) -> None:
+def _completion(
+    ax: Axes, label: str, jobs: Sequence[Mapping[str, Any]], attempts: Sequence[Mapping[str, Any]]
+) -> None:
     _title(ax, label, "completion over time")
     total = len(jobs)
     done = {j["id"] for j in jobs if j["state"] == "completed"}
@@ -109,10 +128,10 @@ def _completion(ax: Axes, label: str, jobs: Sequence[Mapping[str, Any]],
     first = min([*starts, ends[0]])
     times = [first, *ends]
     counts = list(range(len(ends) + 1))
-    ax.step(times, counts, where="post", color=COLORS["line"], linewidth=2,
-            label="completed jobs")
-    ax.axhline(total, color=COLORS["other"], linestyle="--", linewidth=1.2,
-               label=f"all {total:,} jobs")
+    ax.step(times, counts, where="post", color=COLORS["line"], linewidth=2, label="completed jobs")
+    ax.axhline(
+        total, color=COLORS["other"], linestyle="--", linewidth=1.2, label=f"all {total:,} jobs"
+    )
     span = ends[-1] - first
     pad = max(span * 0.03, timedelta(seconds=2))
     ax.set_xlim(first - pad, ends[-1] + pad)
@@ -125,8 +144,11 @@ def _completion(ax: Axes, label: str, jobs: Sequence[Mapping[str, Any]],
     ax.set_ylabel("completed jobs (cumulative)")
     ax.grid(alpha=0.3)
     share = 100.0 * len(ends) / total if total else 0.0
-    ax.legend(loc="lower right", title=f"{len(ends):,} of {total:,} completed ({share:.0f}%) in "
-                                       f"{_span_text(span.total_seconds())}")
+    ax.legend(
+        loc="lower right",
+        title=f"{len(ends):,} of {total:,} completed ({share:.0f}%) in "
+        f"{_span_text(span.total_seconds())}",
+    )
 
 
 def _time_format(first: datetime, last: datetime) -> tuple[str, str]:
@@ -146,17 +168,25 @@ def _span_text(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _runtimes(ax: Axes, label: str, jobs: Sequence[Mapping[str, Any]],
-              attempts: Sequence[Mapping[str, Any]]) -> None:
+def _runtimes(
+    ax: Axes, label: str, jobs: Sequence[Mapping[str, Any]], attempts: Sequence[Mapping[str, Any]]
+) -> None:
     import numpy as np
 
     _title(ax, label, "job runtime distribution")
-    seconds = np.array([(a["ended_at"] - a["started_at"]).total_seconds() for a in attempts
-                        if a["state"] == "completed" and a["started_at"] is not None
-                        and a["ended_at"] is not None])
+    seconds = np.array(
+        [
+            (a["ended_at"] - a["started_at"]).total_seconds()
+            for a in attempts
+            if a["state"] == "completed"
+            and a["started_at"] is not None
+            and a["ended_at"] is not None
+        ]
+    )
     if seconds.size == 0:
-        _empty(ax, f"No completed attempt to time yet.\n"
-                   f"{len(jobs):,} jobs: {_state_summary(jobs)}.")
+        _empty(
+            ax, f"No completed attempt to time yet.\n{len(jobs):,} jobs: {_state_summary(jobs)}."
+        )
         return
     top = float(seconds.max())
     unit, scale = ("s", 1.0) if top <= 180 else ("min", 60.0) if top <= 3 * 3600 else ("h", 3600.0)
@@ -173,8 +203,14 @@ def _runtimes(ax: Axes, label: str, jobs: Sequence[Mapping[str, Any]],
         edges = np.histogram_bin_edges(values, bins="auto")
         if len(edges) > 61:
             edges = np.linspace(low, high, 61)
-    heights, _, _ = ax.hist(values, bins=list(edges), color=COLORS["completed"], alpha=0.85,
-                            edgecolor="white", rwidth=0.8 if whole else None)
+    heights, _, _ = ax.hist(
+        values,
+        bins=list(edges),
+        color=COLORS["completed"],
+        alpha=0.85,
+        edgecolor="white",
+        rwidth=0.8 if whole else None,
+    )
     ax.set_ylim(0, float(np.max(heights)) * 1.3)  # room for the legend above the bars
     median, p90 = np.percentile(values, [50, 90])
     ax.axvline(median, color=COLORS["line"], linewidth=2, label=f"median {median:.3g} {unit}")
@@ -187,14 +223,18 @@ def _runtimes(ax: Axes, label: str, jobs: Sequence[Mapping[str, Any]],
     ax.legend(loc="upper right", title=f"{seconds.size:,} completed attempts")
 
 
-def _failures(ax: Axes, label: str, jobs: Sequence[Mapping[str, Any]],
-              attempts: Sequence[Mapping[str, Any]]) -> None:
+def _failures(
+    ax: Axes, label: str, jobs: Sequence[Mapping[str, Any]], attempts: Sequence[Mapping[str, Any]]
+) -> None:
     _title(ax, label, "failures by class")
     ran = [a for a in attempts if a["state"] not in ("queued", "running")]
     classes = Counter(a["failure_class"] for a in ran if a["failure_class"])
     if not classes:
-        text = (f"No failures: all {len(ran):,} finished attempts succeeded." if ran
-                else "No attempt has finished yet, so no failures.")
+        text = (
+            f"No failures: all {len(ran):,} finished attempts succeeded."
+            if ran
+            else "No attempt has finished yet, so no failures."
+        )
         _empty(ax, text)
         return
     ordered = classes.most_common()[::-1]  # largest on top
@@ -210,8 +250,9 @@ def _failures(ax: Axes, label: str, jobs: Sequence[Mapping[str, Any]],
     ax.grid(alpha=0.3, axis="x")
 
 
-def _attempts_per_job(ax: Axes, label: str, jobs: Sequence[Mapping[str, Any]],
-                      attempts: Sequence[Mapping[str, Any]]) -> None:
+def _attempts_per_job(
+    ax: Axes, label: str, jobs: Sequence[Mapping[str, Any]], attempts: Sequence[Mapping[str, Any]]
+) -> None:
     _title(ax, label, "attempts per job")
     ran = [j for j in jobs if j["attempts"]]
     if not ran:
@@ -222,25 +263,46 @@ def _attempts_per_job(ax: Axes, label: str, jobs: Sequence[Mapping[str, Any]],
     xs = list(range(1, top + 1))
     bottom = [0] * len(xs)
     failed = Counter(j["attempts"] for j in ran if j["state"] == "failed")
-    for kind, states in (("completed", ("completed",)), ("failed", ("failed",)),
-                         ("other", ("pending", "queued", "running", "cancelled"))):
+    for kind, states in (
+        ("completed", ("completed",)),
+        ("failed", ("failed",)),
+        ("other", ("pending", "queued", "running", "cancelled")),
+    ):
         per = Counter(j["attempts"] for j in ran if j["state"] in states)
         heights = [per.get(x, 0) for x in xs]
         if any(heights):
             name = "queued, running, pending or cancelled" if kind == "other" else kind
-            ax.bar(xs, heights, bottom=bottom, color=COLORS[kind], alpha=0.85, width=0.6,
-                   label=f"{name} now")
+            ax.bar(
+                xs,
+                heights,
+                bottom=bottom,
+                color=COLORS[kind],
+                alpha=0.85,
+                width=0.6,
+                label=f"{name} now",
+            )
             bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     for x, total in zip(xs, bottom, strict=True):
         if total:
             text = f"{total:,}" + (f" ({failed[x]:,} failed)" if failed[x] else "")
-            ax.annotate(text, (x, total), ha="center", va="bottom",
-                        xytext=(0, 2), textcoords="offset points")
+            ax.annotate(
+                text,
+                (x, total),
+                ha="center",
+                va="bottom",
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
     ax.set_xticks(xs)
     ax.set_xlim(0.4, top + 0.6)
     mixed = len({j["limit"] for j in jobs}) > 1  # overrides may give groups other limits
-    ax.axvline(limit + 0.45, color=COLORS["other"], linestyle=":", linewidth=1.5,
-               label=f"{'highest ' if mixed else ''}attempt limit ({limit} = max_retries + 1)")
+    ax.axvline(
+        limit + 0.45,
+        color=COLORS["other"],
+        linestyle=":",
+        linewidth=1.5,
+        label=f"{'highest ' if mixed else ''}attempt limit ({limit} = max_retries + 1)",
+    )
     ax.set_ylim(0, max(bottom) * 1.15)
     _counts_axis(ax.yaxis)
     ax.set_xlabel("attempts made (submissions of the job)")

@@ -19,8 +19,9 @@ from typing import Any
 from campaigns.backoff import BackoffPolicy, attempts_left
 from campaigns.states import FailureClass
 
-INFRASTRUCTURE = frozenset({FailureClass.NODE_FAIL, FailureClass.PREEMPTED,
-                            FailureClass.BOOT_FAIL, FailureClass.LOST})
+INFRASTRUCTURE = frozenset(
+    {FailureClass.NODE_FAIL, FailureClass.PREEMPTED, FailureClass.BOOT_FAIL, FailureClass.LOST}
+)
 
 
 @dataclass(frozen=True)
@@ -60,31 +61,53 @@ class Decision:
     reason: str
 
 
-def decide(policy: RetryPolicy, failure: FailureClass, exit_code: int | None, attempts: int,
-           max_retries: int, failed_at: datetime, draw: float, time_scale: float = 1.0,
-           memory_scale: float = 1.0) -> Decision:
+def decide(
+    policy: RetryPolicy,
+    failure: FailureClass,
+    exit_code: int | None,
+    attempts: int,
+    max_retries: int,
+    failed_at: datetime,
+    draw: float,
+    time_scale: float = 1.0,
+    memory_scale: float = 1.0,
+) -> Decision:
     """The retry decision for a job whose attempt number `attempts` just failed."""
     if failure == FailureClass.EXIT_CODE and exit_code in policy.permanent_exit_codes:
-        return Decision(None, time_scale, memory_scale,
-                        f"exit code {exit_code} is listed as permanent: not retried")
+        return Decision(
+            None,
+            time_scale,
+            memory_scale,
+            f"exit code {exit_code} is listed as permanent: not retried",
+        )
     if not attempts_left(attempts, max_retries):
-        return Decision(None, time_scale, memory_scale,
-                        f"no attempts left ({attempts} of {max_retries + 1})")
+        return Decision(
+            None, time_scale, memory_scale, f"no attempts left ({attempts} of {max_retries + 1})"
+        )
     if failure in INFRASTRUCTURE:
         at = failed_at + timedelta(seconds=policy.infrastructure_delay_seconds)
         return Decision(at, time_scale, memory_scale, f"{failure.value}: retry soon")
     at = policy.backoff.next_retry_at(failed_at, attempts, draw)
     if failure == FailureClass.TIMEOUT:
-        return Decision(at, time_scale * policy.timeout_factor, memory_scale,
-                        f"timeout: retry with {policy.timeout_factor}x the time limit")
+        return Decision(
+            at,
+            time_scale * policy.timeout_factor,
+            memory_scale,
+            f"timeout: retry with {policy.timeout_factor}x the time limit",
+        )
     if failure == FailureClass.OUT_OF_MEMORY:
-        return Decision(at, time_scale, memory_scale * policy.memory_factor,
-                        f"out of memory: retry with {policy.memory_factor}x the memory")
+        return Decision(
+            at,
+            time_scale,
+            memory_scale * policy.memory_factor,
+            f"out of memory: retry with {policy.memory_factor}x the memory",
+        )
     return Decision(at, time_scale, memory_scale, "retry after backoff")
 
 
-def scaled(minutes: int, memory_mb: int | None, time_scale: float, memory_scale: float,
-           policy: RetryPolicy) -> tuple[int, int | None]:
+def scaled(
+    minutes: int, memory_mb: int | None, time_scale: float, memory_scale: float, policy: RetryPolicy
+) -> tuple[int, int | None]:
     """Time limit and memory after escalation, within the policy's caps."""
     new_minutes = max(1, round(minutes * time_scale))
     if policy.max_time_minutes is not None:

@@ -1,9 +1,9 @@
 """What produced this campaign: files and versions kept in metadata/.
 
-    metadata/campaign_source.yaml   the campaign file as written
-    metadata/machine.yaml           the machine file used
-    metadata/campaign_config.yaml   the merged config (written by init, last)
-    metadata/provenance.json        config hash, package version, git SHA, Python and libraries
+metadata/campaign_source.yaml   the campaign file as written
+metadata/machine.yaml           the machine file used
+metadata/campaign_config.yaml   the merged config (written by init, last)
+metadata/provenance.json        config hash, package version, git SHA, Python and libraries
 """
 
 from __future__ import annotations
@@ -23,8 +23,19 @@ from campaigns.layout import Layout
 from campaigns.spec import CampaignSpec
 from campaigns.worker import write_atomic
 
-LIBRARIES = ("pyyaml", "jsonschema", "submitit", "sqlalchemy", "tenacity", "pandas", "h5py",
-             "numpy", "mpi4py", "rich", "matplotlib")
+LIBRARIES = (
+    "pyyaml",
+    "jsonschema",
+    "submitit",
+    "sqlalchemy",
+    "tenacity",
+    "pandas",
+    "h5py",
+    "numpy",
+    "mpi4py",
+    "rich",
+    "matplotlib",
+)
 
 
 def versions() -> dict[str, str | None]:
@@ -45,22 +56,36 @@ def git_sha() -> str | None:
     if git is None:
         return None
     try:
-        result = subprocess.run([git, "-C", str(source), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=10, check=False)
+        result = subprocess.run(
+            [git, "-C", str(source), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if result.returncode != 0:
         return None
-    dirty = subprocess.run([git, "-C", str(source), "status", "--porcelain", "--", "."],
-                           capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+    dirty = subprocess.run(
+        [git, "-C", str(source), "status", "--porcelain", "--", "."],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    ).stdout.strip()
     return result.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def write(layout: Layout, spec: CampaignSpec, campaign_file: Path) -> None:
     """Copy the source files and record versions in metadata/."""
-    write_atomic(layout.metadata / "campaign_source.yaml", campaign_file.read_text(encoding="utf-8"))
+    write_atomic(
+        layout.metadata / "campaign_source.yaml", campaign_file.read_text(encoding="utf-8")
+    )
     if spec.machine.source:
-        write_atomic(layout.metadata / "machine.yaml", Path(spec.machine.source).read_text(encoding="utf-8"))
+        write_atomic(
+            layout.metadata / "machine.yaml", Path(spec.machine.source).read_text(encoding="utf-8")
+        )
     record = {
         "config_hash": spec.config_hash,
         "campaign_file": str(campaign_file.resolve()),

@@ -93,16 +93,32 @@ class QAReport:
             "campaign": {"name": self.name, "version": self.version, "path": self.path},
             "checked_at": iso(self.checked_at),
             "config_hash": self.config_hash,
-            "summary": {"checked": self.checked, "passed": self.passed,
-                        "invalid": len(self.invalid), "not_checked": self.not_checked,
-                        "bytes_checked": self.bytes_checked, "seconds": round(self.seconds, 3)},
+            "summary": {
+                "checked": self.checked,
+                "passed": self.passed,
+                "invalid": len(self.invalid),
+                "not_checked": self.not_checked,
+                "bytes_checked": self.bytes_checked,
+                "seconds": round(self.seconds, 3),
+            },
             "rules": self.rules,
-            "invalid": [{"key": key, "uid": uid_of.get(key), "output": output_of.get(key),
-                         "problems": problems} for key, problems in self.invalid],
+            "invalid": [
+                {
+                    "key": key,
+                    "uid": uid_of.get(key),
+                    "output": output_of.get(key),
+                    "problems": problems,
+                }
+                for key, problems in self.invalid
+            ],
             "requeued": self.requeued,
             "exhausted": self.exhausted,
-            "files": {"report": self.report, "latest": self.latest, "csv": self.csv,
-                      "plots": self.plots},
+            "files": {
+                "report": self.report,
+                "latest": self.latest,
+                "csv": self.csv,
+                "plots": self.plots,
+            },
         }
 
 
@@ -118,9 +134,17 @@ class Target:
     config_hash: str | None = None  # the config the job last ran under (its row's)
 
 
-def run_qa(store: Store, layout: Layout, spec: CampaignSpec, now: datetime, *,
-           requeue: bool = False, plots: bool = True, threads: int | None = None,
-           processes: int | None = None) -> QAReport:
+def run_qa(
+    store: Store,
+    layout: Layout,
+    spec: CampaignSpec,
+    now: datetime,
+    *,
+    requeue: bool = False,
+    plots: bool = True,
+    threads: int | None = None,
+    processes: int | None = None,
+) -> QAReport:
     """Check every completed job's output; write the reports (and plots); optionally requeue.
 
     With `requeue`, jobs with an invalid output become `failed` with failure class
@@ -138,14 +162,24 @@ def run_qa(store: Store, layout: Layout, spec: CampaignSpec, now: datetime, *,
     campaign = store.campaign()
     rows = store.qa_targets()
     ids = {r["key"]: r["id"] for r in rows}
-    targets = [Target(r["key"], r["uid"], r["output"], r["attempt"], r["manifest_path"],
-                      r.get("config_hash"))
-               for r in rows]
-    results = check_outputs(targets, layout.catalogs, campaign["config_hash"], spec.qa,
-                            threads=threads, processes=processes)
+    targets = [
+        Target(
+            r["key"], r["uid"], r["output"], r["attempt"], r["manifest_path"], r.get("config_hash")
+        )
+        for r in rows
+    ]
+    results = check_outputs(
+        targets,
+        layout.catalogs,
+        campaign["config_hash"],
+        spec.qa,
+        threads=threads,
+        processes=processes,
+    )
     invalid = [(row["key"], list(row["problems"])) for row in results if row["problems"]]
-    frame = pd.DataFrame([{**row, "problems": "; ".join(row["problems"])} for row in results],
-                         columns=list(COLUMNS))
+    frame = pd.DataFrame(
+        [{**row, "problems": "; ".join(row["problems"])} for row in results], columns=list(COLUMNS)
+    )
     frame["ok"] = frame["ok"].astype(bool)
     counts = store.counts()  # before any requeue: the states QA saw
     not_checked = {state: n for state, n in sorted(counts.items()) if state != "completed" and n}
@@ -165,13 +199,26 @@ def run_qa(store: Store, layout: Layout, spec: CampaignSpec, now: datetime, *,
     stamp = utc_stamp(now)
     folder = layout.qa_reports
     report = QAReport(
-        name=campaign["name"], version=campaign["version"], path=str(layout.root), checked_at=now,
-        config_hash=campaign["config_hash"], rules=asdict(spec.qa), checked=len(frame),
-        passed=int(frame["ok"].sum()), invalid=invalid, not_checked=not_checked,
-        bytes_checked=int(frame["size"].fillna(0).sum()), seconds=time.perf_counter() - started,
-        report=str(folder / f"qa_{stamp}.json"), latest=str(folder / "latest.json"),
-        csv=str(folder / f"qa_{stamp}.csv"), plots=plot_paths, requeued=requeued,
-        exhausted=exhausted, results=frame)
+        name=campaign["name"],
+        version=campaign["version"],
+        path=str(layout.root),
+        checked_at=now,
+        config_hash=campaign["config_hash"],
+        rules=asdict(spec.qa),
+        checked=len(frame),
+        passed=int(frame["ok"].sum()),
+        invalid=invalid,
+        not_checked=not_checked,
+        bytes_checked=int(frame["size"].fillna(0).sum()),
+        seconds=time.perf_counter() - started,
+        report=str(folder / f"qa_{stamp}.json"),
+        latest=str(folder / "latest.json"),
+        csv=str(folder / f"qa_{stamp}.csv"),
+        plots=plot_paths,
+        requeued=requeued,
+        exhausted=exhausted,
+        results=frame,
+    )
     write_reports(report, frame)
     return report
 
@@ -181,21 +228,32 @@ def write_reports(report: QAReport, frame: pd.DataFrame) -> None:
     text = json.dumps(report.to_dict(), indent=1) + "\n"
     table = frame.to_csv(index=False)
     folder = Path(report.report).parent
-    for name, content in ((report.report, text), (report.latest, text),
-                          (report.csv, table), (str(folder / "latest.csv"), table)):
+    for name, content in (
+        (report.report, text),
+        (report.latest, text),
+        (report.csv, table),
+        (str(folder / "latest.csv"), table),
+    ):
         write_atomic(Path(name), content)
 
 
 def _error_text(problems: Sequence[str]) -> str:
     text = "invalid output: " + "; ".join(problems)
-    return text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS - 3] + "..."
+    return text if len(text) <= _ERROR_CHARS else text[: _ERROR_CHARS - 3] + "..."
 
 
 # -- checking -------------------------------------------------------------------------
 
 
-def check_outputs(targets: Sequence[Target], catalogs: Path, config_hash: str, rules: QARules, *,
-                  threads: int | None = None, processes: int | None = None) -> list[dict[str, Any]]:
+def check_outputs(
+    targets: Sequence[Target],
+    catalogs: Path,
+    config_hash: str,
+    rules: QARules,
+    *,
+    threads: int | None = None,
+    processes: int | None = None,
+) -> list[dict[str, Any]]:
     """One result row (COLUMNS, problems as a list) per target, in order.
 
     Manifests and checksums run in a thread pool. The HDF5 rules run meanwhile in this
@@ -204,8 +262,11 @@ def check_outputs(targets: Sequence[Target], catalogs: Path, config_hash: str, r
     """
     cpus = os.cpu_count() or 1
     threads = threads or min(32, 4 * cpus)
-    hdf5 = [(i, str(catalogs / t.output)) for i, t in enumerate(targets)
-            if Path(t.output).suffix.lower() in HDF5_SUFFIXES]
+    hdf5 = [
+        (i, str(catalogs / t.output))
+        for i, t in enumerate(targets)
+        if Path(t.output).suffix.lower() in HDF5_SUFFIXES
+    ]
     if processes is None:
         processes = min(cpus, MAX_PROCESSES) if len(hdf5) >= PROCESS_THRESHOLD and cpus > 1 else 0
     with ThreadPoolExecutor(threads, thread_name_prefix="qa") as pool:
@@ -226,8 +287,9 @@ def check_outputs(targets: Sequence[Target], catalogs: Path, config_hash: str, r
     return rows
 
 
-def _hdf5_in_processes(paths: Sequence[tuple[int, str]], rules: QARules,
-                       processes: int) -> dict[int, tuple[list[str], float]]:
+def _hdf5_in_processes(
+    paths: Sequence[tuple[int, str]], rules: QARules, processes: int
+) -> dict[int, tuple[list[str], float]]:
     """`check_hdf5_batch` split over worker processes; a failed worker's share runs here.
 
     Plain subprocesses fed JSON on stdin, not multiprocessing: they never re-import the
@@ -244,8 +306,14 @@ def _hdf5_in_processes(paths: Sequence[tuple[int, str]], rules: QARules,
     def run(share: list[tuple[int, str]]) -> dict[int, tuple[list[str], float]]:
         payload = json.dumps({"rules": rules_json, "paths": share})
         try:
-            done = subprocess.run([sys.executable, "-m", "campaigns.qa"], input=payload,
-                                  capture_output=True, text=True, env=env, check=False)
+            done = subprocess.run(
+                [sys.executable, "-m", "campaigns.qa"],
+                input=payload,
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+            )
             if done.returncode == 0:
                 answer = json.loads(done.stdout)
                 return {int(k): (list(v[0]), float(v[1])) for k, v in answer.items()}
@@ -264,9 +332,17 @@ def _check_files(target: Target, catalogs: Path, config_hash: str) -> dict[str, 
     """Manifest, existence, size and checksum of one job's output (problems as a list)."""
     started = time.perf_counter()
     problems: list[str] = []
-    row: dict[str, Any] = {"key": target.key, "uid": target.uid, "output": target.output,
-                           "attempt": target.attempt, "ok": False, "problems": problems,
-                           "size": None, "sha256": None, "seconds": 0.0}
+    row: dict[str, Any] = {
+        "key": target.key,
+        "uid": target.uid,
+        "output": target.output,
+        "attempt": target.attempt,
+        "ok": False,
+        "problems": problems,
+        "size": None,
+        "sha256": None,
+        "seconds": 0.0,
+    }
     expected = _manifest_entry(target, target.config_hash or config_hash, problems)
     path = catalogs / target.output
     try:
@@ -285,8 +361,10 @@ def _check_files(target: Target, catalogs: Path, config_hash: str) -> dict[str, 
         elif info.st_size == 0:
             problems.append(f"output is empty (0 bytes): catalogs/{target.output}")
         elif expected is not None and expected.get("size") not in (None, info.st_size):
-            problems.append(f"size mismatch: {info.st_size} bytes on disk, the manifest says "
-                            f"{expected['size']} (truncated or rewritten)")
+            problems.append(
+                f"size mismatch: {info.st_size} bytes on disk, the manifest says "
+                f"{expected['size']} (truncated or rewritten)"
+            )
         elif expected is not None and expected.get("sha256"):
             try:
                 digest = sha256_of(path)
@@ -295,14 +373,17 @@ def _check_files(target: Target, catalogs: Path, config_hash: str) -> dict[str, 
             else:
                 row["sha256"] = digest
                 if digest != expected["sha256"]:
-                    problems.append(f"checksum mismatch: sha256 {digest[:12]}... on disk, the "
-                                    f"manifest says {str(expected['sha256'])[:12]}...")
+                    problems.append(
+                        f"checksum mismatch: sha256 {digest[:12]}... on disk, the "
+                        f"manifest says {str(expected['sha256'])[:12]}..."
+                    )
     row["seconds"] = time.perf_counter() - started
     return row
 
 
-def _manifest_entry(target: Target, config_hash: str,
-                    problems: list[str]) -> Mapping[str, Any] | None:
+def _manifest_entry(
+    target: Target, config_hash: str, problems: list[str]
+) -> Mapping[str, Any] | None:
     """The manifest's record of the job's output; problems with the manifest go to `problems`."""
     if not target.manifest:
         problems.append(f"no manifest recorded for attempt {target.attempt}")
@@ -320,11 +401,15 @@ def _manifest_entry(target: Target, config_hash: str,
         problems.append(f"manifest unreadable: {target.manifest} is not a JSON object")
         return None
     if manifest.get("uid") != target.uid or manifest.get("attempt") != target.attempt:
-        problems.append(f"manifest {target.manifest} is for job {manifest.get('key')} attempt "
-                        f"{manifest.get('attempt')}, not attempt {target.attempt} of this job")
+        problems.append(
+            f"manifest {target.manifest} is for job {manifest.get('key')} attempt "
+            f"{manifest.get('attempt')}, not attempt {target.attempt} of this job"
+        )
     if manifest.get("config_hash") != config_hash:
-        problems.append(f"config hash mismatch: the manifest says {manifest.get('config_hash')}, "
-                        f"the campaign is {config_hash} (made under another configuration)")
+        problems.append(
+            f"config hash mismatch: the manifest says {manifest.get('config_hash')}, "
+            f"the campaign is {config_hash} (made under another configuration)"
+        )
     for entry in manifest.get("outputs") or ():
         if isinstance(entry, Mapping) and entry.get("path") == target.output:
             return entry
@@ -332,8 +417,9 @@ def _manifest_entry(target: Target, config_hash: str,
     return None
 
 
-def check_hdf5_batch(paths: Sequence[tuple[int, str]],
-                     rules: QARules) -> dict[int, tuple[list[str], float]]:
+def check_hdf5_batch(
+    paths: Sequence[tuple[int, str]], rules: QARules
+) -> dict[int, tuple[list[str], float]]:
     """`check_hdf5` over (index, path) pairs: index -> (problems, seconds)."""
     out = {}
     for index, path in paths:
@@ -370,8 +456,10 @@ def check_hdf5(path: Path, rules: QARules) -> list[str]:
                 if name not in handle.attrs:
                     problems.append(f"missing root attribute '{name}'")
             opened: dict[str, Any] = {}
-            for rule, names in (("required_datasets", rules.required_datasets),
-                                ("finite_datasets", rules.finite_datasets)):
+            for rule, names in (
+                ("required_datasets", rules.required_datasets),
+                ("finite_datasets", rules.finite_datasets),
+            ):
                 for name in names:
                     if name in opened:
                         continue  # its absence is reported once
@@ -382,8 +470,9 @@ def check_hdf5(path: Path, rules: QARules) -> list[str]:
                     shape = dataset.shape
                     rows = shape[0] if shape else 1
                     if rows < rules.min_rows:
-                        problems.append(f"{name} has {rows} rows, fewer than min_rows "
-                                        f"{rules.min_rows}")
+                        problems.append(
+                            f"{name} has {rows} rows, fewer than min_rows {rules.min_rows}"
+                        )
             for name in rules.finite_datasets:
                 dataset = opened[name]
                 if dataset is not None:
@@ -447,7 +536,7 @@ def _nonfinite(dataset: Any, name: str) -> str | None:
         step = max(1, BLOCK_BYTES // row_bytes)
         if high.chunks:  # whole chunks per read: no chunk is decompressed twice
             step = max(high.chunks[0], step // high.chunks[0] * high.chunks[0])
-        blocks = ((start, high[start:start + step]) for start in range(0, shape[0], step))
+        blocks = ((start, high[start : start + step]) for start in range(0, shape[0], step))
     count, first = 0, None
     for start, block in blocks:
         bad = _bad_mask(block, fields)
@@ -494,10 +583,12 @@ def _worker_main() -> int:
     """`python -m campaigns.qa`: check the HDF5 files named on stdin (JSON), answer on stdout."""
     request = json.load(sys.stdin)
     given = request["rules"]
-    rules = QARules(required_datasets=tuple(given["required_datasets"]),
-                    min_rows=int(given["min_rows"]),
-                    finite_datasets=tuple(given["finite_datasets"]),
-                    required_attributes=tuple(given["required_attributes"]))
+    rules = QARules(
+        required_datasets=tuple(given["required_datasets"]),
+        min_rows=int(given["min_rows"]),
+        finite_datasets=tuple(given["finite_datasets"]),
+        required_attributes=tuple(given["required_attributes"]),
+    )
     found = check_hdf5_batch([(int(i), str(p)) for i, p in request["paths"]], rules)
     json.dump({str(i): [problems, seconds] for i, (problems, seconds) in found.items()}, sys.stdout)
     return 0

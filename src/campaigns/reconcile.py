@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from campaigns.errors import SchedulerError
-from campaigns.scheduler.base import ArrayStatus, TaskStatus
 from campaigns.policy import decide
+from campaigns.scheduler.base import ArrayStatus, TaskStatus
 from campaigns.states import FailureClass, JobState, TaskState, Verdict, judge
 
 if TYPE_CHECKING:
@@ -38,21 +38,30 @@ class Reconciler:
         """Settle submissions recorded but never confirmed: found -> submitted, else abandoned."""
         messages = []
         for sub in self.store.submissions(states=["intent"]):
-            folder = Path(sub["log_dir"]) if sub["log_dir"] else self.manager.layout.array_dir(sub["id"])
+            folder = (
+                Path(sub["log_dir"]) if sub["log_dir"] else self.manager.layout.array_dir(sub["id"])
+            )
             found = None
             if folder.is_dir():
                 scheduler = self.manager.scheduler(sub["backend"])
-                found = scheduler.find(sub["token"], folder, sub["created_at"] - timedelta(minutes=5))
+                found = scheduler.find(
+                    sub["token"], folder, sub["created_at"] - timedelta(minutes=5)
+                )
             if found:
                 scheduler = self.manager.scheduler(sub["backend"])
                 logs = {i: str(scheduler.log_path(folder, found, i)) for i in range(sub["n_tasks"])}
                 self.store.mark_submitted(sub["id"], found, logs, self.now)
                 messages.append(f"submission {sub['id']} had reached the scheduler as {found}")
             else:
-                n = self.store.abandon(sub["id"], "never reached the scheduler (the submitting "
-                                       "process stopped first); its jobs are pending again", self.now)
-                messages.append(f"submission {sub['id']} never reached the scheduler: "
-                                f"{n} jobs back to pending")
+                n = self.store.abandon(
+                    sub["id"],
+                    "never reached the scheduler (the submitting "
+                    "process stopped first); its jobs are pending again",
+                    self.now,
+                )
+                messages.append(
+                    f"submission {sub['id']} never reached the scheduler: {n} jobs back to pending"
+                )
         return messages
 
     def reconcile(self) -> str | None:
@@ -72,10 +81,26 @@ class Reconciler:
             for sub in subs.values():
                 if sub["backend"] == backend:
                     statuses[sub["id"]] = polled.get(sub["scheduler_id"], ArrayStatus(known=False))
-        jobs = [j for j in self.store.jobs(states=["queued", "running"], columns=[
-            "id", "key", "uid", "state", "attempts", "attempts_base", "submission_id", "task_index",
-            "group_id", "time_scale", "memory_scale"])
-            if j["submission_id"] in subs]
+        jobs = [
+            j
+            for j in self.store.jobs(
+                states=["queued", "running"],
+                columns=[
+                    "id",
+                    "key",
+                    "uid",
+                    "state",
+                    "attempts",
+                    "attempts_base",
+                    "submission_id",
+                    "task_index",
+                    "group_id",
+                    "time_scale",
+                    "memory_scale",
+                ],
+            )
+            if j["submission_id"] in subs
+        ]
         manifests = self._manifests(subs, jobs)
         groups = self.store.groups()
         job_updates, attempt_updates, events = [], [], []
@@ -84,7 +109,10 @@ class Reconciler:
             sub = subs[job["submission_id"]]
             status = statuses[sub["id"]]
             task = status.tasks.get(job["task_index"], TaskStatus(TaskState.UNKNOWN))
-            lost = task.state == TaskState.UNKNOWN and self.now - (sub["submitted_at"] or self.now) > LOST_GRACE
+            lost = (
+                task.state == TaskState.UNKNOWN
+                and self.now - (sub["submitted_at"] or self.now) > LOST_GRACE
+            )
             manifest = manifests.get(job["id"])
             verdict = judge(task.state, manifest, lost=lost)
             change = self._change(job, verdict, task, manifest, groups, sub)
@@ -93,10 +121,16 @@ class Reconciler:
                 job_updates.append(job_update)
                 attempt_updates.append(attempt_update)
                 if verdict.state == JobState.FAILED:
-                    events.append({"kind": "failed", "job_id": job["id"], "submission_id": sub["id"],
-                                   "message": f"{job['key']} attempt {job['attempts']}: "
-                                              f"{verdict.failure.value if verdict.failure else '?'}"
-                                              f" ({verdict.error}); {note}"})
+                    events.append(
+                        {
+                            "kind": "failed",
+                            "job_id": job["id"],
+                            "submission_id": sub["id"],
+                            "message": f"{job['key']} attempt {job['attempts']}: "
+                            f"{verdict.failure.value if verdict.failure else '?'}"
+                            f" ({verdict.error}); {note}",
+                        }
+                    )
             final = verdict.state in (JobState.COMPLETED, JobState.FAILED)
             if not final:
                 still_open[sub["id"]] += 1
@@ -104,8 +138,9 @@ class Reconciler:
         self.store.apply(job_updates, attempt_updates, events, close, self.now)
         return None
 
-    def _manifests(self, subs: Mapping[int, Mapping[str, Any]],
-                   jobs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    def _manifests(
+        self, subs: Mapping[int, Mapping[str, Any]], jobs: list[dict[str, Any]]
+    ) -> dict[int, dict[str, Any]]:
         """Manifests of open jobs: one directory scan per open array."""
         present: dict[int, set[str]] = {}
         folders = {sid: os.path.join(sub["log_dir"], "manifests") for sid, sub in subs.items()}
@@ -131,9 +166,15 @@ class Reconciler:
                 out[job["id"]] = data
         return out
 
-    def _change(self, job: Mapping[str, Any], verdict: Verdict, task: TaskStatus,
-                manifest: Mapping[str, Any] | None, groups: Mapping[int, Mapping[str, Any]],
-                sub: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str] | None:
+    def _change(
+        self,
+        job: Mapping[str, Any],
+        verdict: Verdict,
+        task: TaskStatus,
+        manifest: Mapping[str, Any] | None,
+        groups: Mapping[int, Mapping[str, Any]],
+        sub: Mapping[str, Any],
+    ) -> tuple[dict[str, Any], dict[str, Any], str] | None:
         """The updates for one job (None: nothing new) and a note on what happens next."""
         state = verdict.state
         if state == JobState.QUEUED or state.value == job["state"]:
@@ -142,23 +183,42 @@ class Reconciler:
         ended = _time(manifest, "ended_at") or task.ended_at or self.now
         node = (manifest or {}).get("host") or task.node
         job_update: dict[str, Any] = {"id": job["id"], "state": state.value, "started_at": started}
-        attempt_update: dict[str, Any] = {"job_id": job["id"], "number": job["attempts"],
-                                          "state": state.value, "started_at": started, "node": node}
+        attempt_update: dict[str, Any] = {
+            "job_id": job["id"],
+            "number": job["attempts"],
+            "state": state.value,
+            "started_at": started,
+            "node": node,
+        }
         if state == JobState.RUNNING:
             return job_update, attempt_update, "running"
         failure = verdict.failure.value if verdict.failure else None
-        final = {"ended_at": ended, "exit_code": verdict.exit_code, "failure_class": failure,
-                 "error": verdict.error}
+        final = {
+            "ended_at": ended,
+            "exit_code": verdict.exit_code,
+            "failure_class": failure,
+            "error": verdict.error,
+        }
         job_update.update(final)
         attempt_update.update(final, manifest_path=(manifest or {}).get("_path"))
         note = "completed"
         if state == JobState.FAILED:
-            decision = decide(self.manager.retry_policy, verdict.failure or FailureClass.EXIT_CODE,
-                              verdict.exit_code, job["attempts"] - job["attempts_base"],
-                              groups[job["group_id"]]["max_retries"], ended,
-                              self.manager.rng.random(), job["time_scale"], job["memory_scale"])
-            job_update.update(next_retry_at=decision.next_retry_at, time_scale=decision.time_scale,
-                              memory_scale=decision.memory_scale)
+            decision = decide(
+                self.manager.retry_policy,
+                verdict.failure or FailureClass.EXIT_CODE,
+                verdict.exit_code,
+                job["attempts"] - job["attempts_base"],
+                groups[job["group_id"]]["max_retries"],
+                ended,
+                self.manager.rng.random(),
+                job["time_scale"],
+                job["memory_scale"],
+            )
+            job_update.update(
+                next_retry_at=decision.next_retry_at,
+                time_scale=decision.time_scale,
+                memory_scale=decision.memory_scale,
+            )
             note = decision.reason
         return job_update, attempt_update, note
 

@@ -51,20 +51,27 @@ def _type_text(schema: Mapping[str, Any], node: Mapping[str, Any]) -> str:
     return str(kind or "any")
 
 
-def walk(schema: Mapping[str, Any], node: Mapping[str, Any] | None = None,
-         prefix: str = "") -> Iterator[KeyDoc]:
+def walk(
+    schema: Mapping[str, Any], node: Mapping[str, Any] | None = None, prefix: str = ""
+) -> Iterator[KeyDoc]:
     """Every key the schema accepts, depth first, in the schema's order."""
     node = _resolve(schema, schema if node is None else node)
     for name, child in node.get("properties", {}).items():
         child = _resolve(schema, child)
         path = f"{prefix}.{name}" if prefix else name
         allowed = ", ".join(f"``{v}``" for v in child.get("enum", []))
-        bounds = [f"{label} {child[key]}" for key, label in (
-            ("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="))
-            if key in child]
-        yield KeyDoc(path, _type_text(schema, child),
-                     json.dumps(child["default"]) if "default" in child else "",
-                     allowed or ", ".join(bounds), child.get("description", ""))
+        bounds = [
+            f"{label} {child[key]}"
+            for key, label in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="))
+            if key in child
+        ]
+        yield KeyDoc(
+            path,
+            _type_text(schema, child),
+            json.dumps(child["default"]) if "default" in child else "",
+            allowed or ", ".join(bounds),
+            child.get("description", ""),
+        )
         yield from _children(schema, child, path)
 
 
@@ -83,13 +90,23 @@ def _children(schema: Mapping[str, Any], node: Mapping[str, Any], path: str) -> 
         yield from walk(schema, _resolve(schema, items), f"{path}[]")
 
 
+def _anchor(path: str) -> str:
+    return path.replace(".", "-").replace("<", "").replace(">", "").replace("[]", "")
+
+
 def config_reference_rst(schema: Mapping[str, Any]) -> str:
     """The configuration reference as reStructuredText."""
-    lines = ["Configuration reference", "=======================", "",
-             ".. This file is generated from config/schemas/campaign_schema.yaml at build time.", "",
-             "Every key a campaign file (or a machine file) may hold, as the validator accepts "
-             "it. ``<name>`` stands for a name you choose; ``[]`` for each entry of a list. "
-             "Unknown keys are errors, except under ``science``.", ""]
+    lines = [
+        "Configuration reference",
+        "=======================",
+        "",
+        ".. This file is generated from config/schemas/campaign_schema.yaml at build time.",
+        "",
+        "Every key a campaign file (or a machine file) may hold, as the validator accepts "
+        "it. ``<name>`` stands for a name you choose; ``[]`` for each entry of a list. "
+        "Unknown keys are errors, except under ``science``.",
+        "",
+    ]
     section = None
     for key in walk(schema):
         top = key.path.split(".")[0].split("[")[0]
@@ -101,25 +118,49 @@ def config_reference_rst(schema: Mapping[str, Any]) -> str:
             facts.append(f"default ``{key.default}``")
         if key.allowed:
             facts.append(f"allowed: {key.allowed}")
-        lines += [f".. _config-{key.path.replace('.', '-').replace('<', '').replace('>', '').replace('[]', '')}:",
-                  "", f"``{key.path}``", f"   {'; '.join(facts)}", "",
-                  f"   {key.description or '(no description)'}", ""]
+        lines += [
+            f".. _config-{_anchor(key.path)}:",
+            "",
+            f"``{key.path}``",
+            f"   {'; '.join(facts)}",
+            "",
+            f"   {key.description or '(no description)'}",
+            "",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def cli_reference_rst(parser: argparse.ArgumentParser) -> str:
     """The CLI reference (every command's --help) as reStructuredText."""
-    lines = ["Command-line reference", "======================", "",
-             ".. This file is generated from campaigns.cli.build_parser() at build time.", "",
-             "``run-campaign`` and ``python scripts/run_campaign.py`` are the same program.", "",
-             ".. code-block:: text", ""]
+    lines = [
+        "Command-line reference",
+        "======================",
+        "",
+        ".. This file is generated from campaigns.cli.build_parser() at build time.",
+        "",
+        "``run-campaign`` and ``python scripts/run_campaign.py`` are the same program.",
+        "",
+        ".. code-block:: text",
+        "",
+    ]
     lines += [f"   {line}" for line in parser.format_help().splitlines()]
     lines.append("")
-    subparsers = next(a for a in parser._actions  # noqa: SLF001
-                      if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+    subparsers = next(
+        a
+        for a in parser._actions  # noqa: SLF001
+        if isinstance(a, argparse._SubParsersAction)
+    )  # noqa: SLF001
     for name, sub in subparsers.choices.items():
         title = f"``{name}``"
-        lines += [title, "-" * len(title), "", sub.description or "", "", ".. code-block:: text", ""]
+        lines += [
+            title,
+            "-" * len(title),
+            "",
+            sub.description or "",
+            "",
+            ".. code-block:: text",
+            "",
+        ]
         lines += [f"   {line}" for line in sub.format_help().splitlines()]
         lines.append("")
     return "\n".join(lines) + "\n"

@@ -103,8 +103,16 @@ class Resources:
         out: dict[str, Any] = {
             k: getattr(self, k)
             for k in (
-                "nodes", "ntasks_per_node", "cpus_per_task", "gpus_per_node", "memory_mb",
-                "time_minutes", "partition", "qos", "account", "constraint",
+                "nodes",
+                "ntasks_per_node",
+                "cpus_per_task",
+                "gpus_per_node",
+                "memory_mb",
+                "time_minutes",
+                "partition",
+                "qos",
+                "account",
+                "constraint",
             )
         }
         out["sbatch_options"] = dict(self.sbatch_options)
@@ -145,15 +153,16 @@ class Override:
         Parameters the override does not mention, and matched ones absent from `params`,
         do not rule it out: this judges one axis of the product at a time.
         """
-        return all(_same_value(value, self.match[name])
-                   for name, value in params.items() if name in self.match)
+        return all(
+            _same_value(value, self.match[name])
+            for name, value in params.items()
+            if name in self.match
+        )
 
 
 def _same_value(value: ParamValue, allowed: tuple[ParamValue, ...]) -> bool:
     # 2 and 2.0 match (YAML writes both), but True never matches 1.
-    return any(
-        value == a and isinstance(value, bool) == isinstance(a, bool) for a in allowed
-    )
+    return any(value == a and isinstance(value, bool) == isinstance(a, bool) for a in allowed)
 
 
 @dataclass(frozen=True)
@@ -222,8 +231,9 @@ class CampaignSpec:
     config_hash: str
     locate: Any = field(default=None, compare=False, repr=False)  # yamlsource.Locator
 
-    def error(self, message: str, key_path: tuple[str | int, ...],
-              hint: str | None = None) -> Exception:
+    def error(
+        self, message: str, key_path: tuple[str | int, ...], hint: str | None = None
+    ) -> Exception:
         """A ConfigError located at `key_path` of this campaign's files."""
         from campaigns.errors import ConfigError
 

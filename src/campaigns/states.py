@@ -37,8 +37,15 @@ ALL_STATES = tuple(s.value for s in JobState)
 
 TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
     JobState.PENDING: frozenset({JobState.QUEUED, JobState.CANCELLED}),
-    JobState.QUEUED: frozenset({JobState.PENDING, JobState.RUNNING, JobState.COMPLETED,
-                                JobState.FAILED, JobState.CANCELLED}),
+    JobState.QUEUED: frozenset(
+        {
+            JobState.PENDING,
+            JobState.RUNNING,
+            JobState.COMPLETED,
+            JobState.FAILED,
+            JobState.CANCELLED,
+        }
+    ),
     JobState.RUNNING: frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED}),
     JobState.COMPLETED: frozenset({JobState.FAILED}),  # qa --requeue: invalid output
     JobState.FAILED: frozenset({JobState.PENDING}),
@@ -89,18 +96,29 @@ class TaskState(str, enum.Enum):
 
 
 _SLURM: Mapping[str, TaskState] = {
-    "PENDING": TaskState.PENDING, "CONFIGURING": TaskState.PENDING,
-    "REQUEUED": TaskState.PENDING, "REQUEUE_FED": TaskState.PENDING,
-    "REQUEUE_HOLD": TaskState.PENDING, "RESV_DEL_HOLD": TaskState.PENDING,
-    "SUSPENDED": TaskState.RUNNING, "RUNNING": TaskState.RUNNING,
-    "COMPLETING": TaskState.RUNNING, "STAGE_OUT": TaskState.RUNNING,
-    "SIGNALING": TaskState.RUNNING, "RESIZING": TaskState.RUNNING, "STOPPED": TaskState.RUNNING,
+    "PENDING": TaskState.PENDING,
+    "CONFIGURING": TaskState.PENDING,
+    "REQUEUED": TaskState.PENDING,
+    "REQUEUE_FED": TaskState.PENDING,
+    "REQUEUE_HOLD": TaskState.PENDING,
+    "RESV_DEL_HOLD": TaskState.PENDING,
+    "SUSPENDED": TaskState.RUNNING,
+    "RUNNING": TaskState.RUNNING,
+    "COMPLETING": TaskState.RUNNING,
+    "STAGE_OUT": TaskState.RUNNING,
+    "SIGNALING": TaskState.RUNNING,
+    "RESIZING": TaskState.RUNNING,
+    "STOPPED": TaskState.RUNNING,
     "COMPLETED": TaskState.COMPLETED,
-    "FAILED": TaskState.FAILED, "SPECIAL_EXIT": TaskState.FAILED,
-    "TIMEOUT": TaskState.TIMEOUT, "DEADLINE": TaskState.TIMEOUT,
+    "FAILED": TaskState.FAILED,
+    "SPECIAL_EXIT": TaskState.FAILED,
+    "TIMEOUT": TaskState.TIMEOUT,
+    "DEADLINE": TaskState.TIMEOUT,
     "OUT_OF_MEMORY": TaskState.OUT_OF_MEMORY,
-    "NODE_FAIL": TaskState.NODE_FAIL, "PREEMPTED": TaskState.PREEMPTED,
-    "BOOT_FAIL": TaskState.BOOT_FAIL, "CANCELLED": TaskState.CANCELLED,
+    "NODE_FAIL": TaskState.NODE_FAIL,
+    "PREEMPTED": TaskState.PREEMPTED,
+    "BOOT_FAIL": TaskState.BOOT_FAIL,
+    "CANCELLED": TaskState.CANCELLED,
     "REVOKED": TaskState.CANCELLED,
 }
 
@@ -124,8 +142,16 @@ _TASK_FAILURE: Mapping[TaskState, FailureClass] = {
 }
 
 
-_SCHEDULER_KILLS = frozenset({TaskState.TIMEOUT, TaskState.OUT_OF_MEMORY, TaskState.NODE_FAIL,
-                              TaskState.PREEMPTED, TaskState.BOOT_FAIL, TaskState.CANCELLED})
+_SCHEDULER_KILLS = frozenset(
+    {
+        TaskState.TIMEOUT,
+        TaskState.OUT_OF_MEMORY,
+        TaskState.NODE_FAIL,
+        TaskState.PREEMPTED,
+        TaskState.BOOT_FAIL,
+        TaskState.CANCELLED,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -160,8 +186,12 @@ def judge(task: TaskState, manifest: Mapping[str, Any] | None, *, lost: bool = F
             return Verdict(JobState.COMPLETED, exit_code=0)
         if failure == FailureClass.EXIT_CODE and task in _SCHEDULER_KILLS:
             # The scheduler killed the job (time limit, memory, node): its reason beats the code.
-            return Verdict(JobState.FAILED, _TASK_FAILURE[task], code,
-                           f"killed by the scheduler ({task.value}), exit code {code}")
+            return Verdict(
+                JobState.FAILED,
+                _TASK_FAILURE[task],
+                code,
+                f"killed by the scheduler ({task.value}), exit code {code}",
+            )
         return Verdict(JobState.FAILED, failure, code, manifest.get("error") or f"exit code {code}")
     if task == TaskState.PENDING:
         return Verdict(JobState.QUEUED)
@@ -169,9 +199,14 @@ def judge(task: TaskState, manifest: Mapping[str, Any] | None, *, lost: bool = F
         return Verdict(JobState.RUNNING)
     if task == TaskState.UNKNOWN:
         if lost:
-            return Verdict(JobState.FAILED, FailureClass.LOST, None,
-                           "the scheduler no longer knows the task and it left no manifest")
+            return Verdict(
+                JobState.FAILED,
+                FailureClass.LOST,
+                None,
+                "the scheduler no longer knows the task and it left no manifest",
+            )
         return Verdict(JobState.QUEUED)
     failure = _TASK_FAILURE[task]
-    return Verdict(JobState.FAILED, failure, None,
-                   f"task ended {task.value} before the job finished")
+    return Verdict(
+        JobState.FAILED, failure, None, f"task ended {task.value} before the job finished"
+    )

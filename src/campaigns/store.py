@@ -43,13 +43,15 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 
 
 meta_table = sa.Table(
-    "meta", metadata,
+    "meta",
+    metadata,
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
 
 campaign_table = sa.Table(
-    "campaign", metadata,
+    "campaign",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("version", sa.Text, nullable=False),
@@ -62,14 +64,16 @@ campaign_table = sa.Table(
 )
 
 groups_table = sa.Table(
-    "job_groups", metadata,
+    "job_groups",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("resources", sa.Text, nullable=False),  # JSON of spec.Resources
     sa.Column("max_retries", sa.Integer, nullable=False),
 )
 
 jobs_table = sa.Table(
-    "jobs", metadata,
+    "jobs",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True),  # expansion index + 1
     sa.Column("key", sa.Text, nullable=False, unique=True),
     sa.Column("uid", sa.String(16), nullable=False, unique=True),
@@ -97,7 +101,8 @@ jobs_table = sa.Table(
 )
 
 submissions_table = sa.Table(
-    "submissions", metadata,
+    "submissions",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("token", sa.String(64), nullable=False, unique=True),
     sa.Column("backend", sa.String(16), nullable=False),
@@ -115,7 +120,8 @@ submissions_table = sa.Table(
 )
 
 attempts_table = sa.Table(
-    "attempts", metadata,
+    "attempts",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("job_id", sa.Integer, nullable=False, index=True),
     sa.Column("number", sa.Integer, nullable=False),
@@ -137,7 +143,8 @@ attempts_table = sa.Table(
 )
 
 events_table = sa.Table(
-    "events", metadata,
+    "events",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
@@ -187,9 +194,11 @@ class Store:
             with self.engine.connect() as conn:
                 yield conn
         except sa.exc.OperationalError as exc:
-            raise StoreError(f"cannot read the campaign database {self.url}: {exc.orig}. If it "
-                             "was made by another version of campaigns, use that version (or "
-                             "start a new campaign version).") from None
+            raise StoreError(
+                f"cannot read the campaign database {self.url}: {exc.orig}. If it "
+                "was made by another version of campaigns, use that version (or "
+                "start a new campaign version)."
+            ) from None
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -200,9 +209,11 @@ class Store:
         except sa.exc.OperationalError as exc:
             raise StoreError(f"database error on {self.url}: {exc.orig}") from None
         except sa.exc.IntegrityError as exc:
-            raise StoreError(f"the database refused a change on {self.url} ({exc.orig}); "
-                             "nothing was changed. This is a bug: please report it with the "
-                             "command you ran.") from None
+            raise StoreError(
+                f"the database refused a change on {self.url} ({exc.orig}); "
+                "nothing was changed. This is a bug: please report it with the "
+                "command you ran."
+            ) from None
 
     # -- creation ---------------------------------------------------------------
 
@@ -213,12 +224,19 @@ class Store:
         except sa.exc.OperationalError as exc:
             raise StoreError(f"cannot read database {self.url}: {exc.orig}") from None
 
-    def create(self, campaign: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
-               jobs: Iterable[Mapping[str, Any]], now: datetime) -> None:
+    def create(
+        self,
+        campaign: Mapping[str, Any],
+        groups: Sequence[Mapping[str, Any]],
+        jobs: Iterable[Mapping[str, Any]],
+        now: datetime,
+    ) -> None:
         """Create the schema and insert the campaign and every job, in one transaction."""
         with self.transaction() as conn:
             metadata.create_all(conn)
-            conn.execute(meta_table.insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}])
+            conn.execute(
+                meta_table.insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}]
+            )
             conn.execute(campaign_table.insert(), [{**campaign, "id": 1, "created_at": now}])
             conn.execute(groups_table.insert(), list(groups))
             bulk_insert(conn, jobs_table, jobs)
@@ -227,8 +245,9 @@ class Store:
     def schema_version(self) -> int:
         """The schema version recorded at creation."""
         with self.reading() as conn:
-            value = conn.execute(sa.select(meta_table.c.value).where(
-                meta_table.c.key == "schema_version")).scalar_one()
+            value = conn.execute(
+                sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+            ).scalar_one()
         return int(value)
 
     # -- reads --------------------------------------------------------------------
@@ -243,19 +262,28 @@ class Store:
         """Job groups by id, resources decoded."""
         with self.reading() as conn:
             rows = conn.execute(sa.select(groups_table)).mappings().all()
-        return {r["id"]: {"resources": json.loads(r["resources"]), "max_retries": r["max_retries"]}
-                for r in rows}
+        return {
+            r["id"]: {"resources": json.loads(r["resources"]), "max_retries": r["max_retries"]}
+            for r in rows
+        }
 
     def counts(self) -> dict[str, int]:
         """Number of jobs per state."""
         with self.reading() as conn:
-            rows = conn.execute(sa.select(jobs_table.c.state, sa.func.count())
-                                .group_by(jobs_table.c.state)).all()
+            rows = conn.execute(
+                sa.select(jobs_table.c.state, sa.func.count()).group_by(jobs_table.c.state)
+            ).all()
         return {state: n for state, n in rows}
 
-    def jobs(self, *, states: Sequence[str] | None = None, columns: Sequence[str] | None = None,
-             ids: Sequence[int] | None = None, keys: Sequence[str] | None = None,
-             limit: int | None = None) -> list[dict[str, Any]]:
+    def jobs(
+        self,
+        *,
+        states: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
+        ids: Sequence[int] | None = None,
+        keys: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
         """Job rows (as dicts), in expansion order, optionally filtered."""
         names = list(columns) if columns else [c.name for c in jobs_table.columns]
         # Long id/key lists are filtered here rather than as thousands of bound parameters.
@@ -267,8 +295,9 @@ class Store:
         if ids is not None and not big:
             query = query.where(jobs_table.c.id.in_(list(ids)))
         if keys is not None and not big:
-            query = query.where(sa.or_(jobs_table.c.key.in_(list(keys)),
-                                       jobs_table.c.uid.in_(list(keys))))
+            query = query.where(
+                sa.or_(jobs_table.c.key.in_(list(keys)), jobs_table.c.uid.in_(list(keys)))
+            )
         if limit is not None and not big:
             query = query.limit(limit)
         with self.reading() as conn:
@@ -276,8 +305,12 @@ class Store:
         if big:
             id_set = set(ids) if ids is not None else None
             key_set = set(keys) if keys is not None else None
-            rows = [r for r in rows if (id_set is None or r["id"] in id_set)
-                    and (key_set is None or r["key"] in key_set or r["uid"] in key_set)]
+            rows = [
+                r
+                for r in rows
+                if (id_set is None or r["id"] in id_set)
+                and (key_set is None or r["key"] in key_set or r["uid"] in key_set)
+            ]
             rows = [{k: r[k] for k in names} for r in rows][:limit]
         return rows
 
@@ -299,24 +332,30 @@ class Store:
 
     def open_task_count(self) -> int:
         """Array tasks of this campaign now queued or running (for the queue cap)."""
-        query = (sa.select(sa.func.count(sa.distinct(
-            sa.tuple_(jobs_table.c.submission_id, jobs_table.c.task_index))))
-            .where(jobs_table.c.state.in_(["queued", "running"])))
+        query = sa.select(
+            sa.func.count(
+                sa.distinct(sa.tuple_(jobs_table.c.submission_id, jobs_table.c.task_index))
+            )
+        ).where(jobs_table.c.state.in_(["queued", "running"]))
         with self.reading() as conn:
             try:
                 return int(conn.execute(query).scalar_one())
             except sa.exc.DBAPIError:  # backends without tuple COUNT DISTINCT
-                rows = conn.execute(sa.select(jobs_table.c.submission_id, jobs_table.c.task_index)
-                                    .where(jobs_table.c.state.in_(["queued", "running"]))
-                                    .distinct()).all()
+                rows = conn.execute(
+                    sa.select(jobs_table.c.submission_id, jobs_table.c.task_index)
+                    .where(jobs_table.c.state.in_(["queued", "running"]))
+                    .distinct()
+                ).all()
                 return len(rows)
 
     def runtimes(self) -> list[float]:
         """Seconds from start to end of every completed attempt."""
-        query = (sa.select(attempts_table.c.started_at, attempts_table.c.ended_at)
-                 .where(attempts_table.c.state == "completed")
-                 .where(attempts_table.c.started_at.is_not(None))
-                 .where(attempts_table.c.ended_at.is_not(None)))
+        query = (
+            sa.select(attempts_table.c.started_at, attempts_table.c.ended_at)
+            .where(attempts_table.c.state == "completed")
+            .where(attempts_table.c.started_at.is_not(None))
+            .where(attempts_table.c.ended_at.is_not(None))
+        )
         with self.reading() as conn:
             return [(end - start).total_seconds() for start, end in conn.execute(query)]
 
@@ -334,114 +373,220 @@ class Store:
         with self.transaction() as conn:
             conn.execute(campaign_table.update().values(backend=backend))
 
-    def record_intent(self, submission: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]],
-                      now: datetime, config_hash: str | None = None) -> int:
+    def record_intent(
+        self,
+        submission: Mapping[str, Any],
+        tasks: Sequence[Mapping[str, Any]],
+        now: datetime,
+        config_hash: str | None = None,
+    ) -> int:
         """Before the scheduler hears of it: a submission row, its attempts, its jobs queued.
 
         `tasks` holds one dict per job: job_id, attempt (number), task_index,
         time_minutes, memory_mb, log_path, manifest_path.
         """
         with self.transaction() as conn:
-            sub_id = int(conn.execute(submissions_table.insert().values(
-                **submission, state="intent", created_at=now)).inserted_primary_key[0])
-            conn.execute(attempts_table.insert(), [
-                {"job_id": t["job_id"], "number": t["attempt"], "submission_id": sub_id,
-                 "task_index": t["task_index"], "state": "queued",
-                 "time_minutes": t.get("time_minutes"), "memory_mb": t.get("memory_mb"),
-                 "log_path": t.get("log_path"), "manifest_path": t.get("manifest_path")}
-                for t in tasks])
+            sub_id = int(
+                conn.execute(
+                    submissions_table.insert().values(**submission, state="intent", created_at=now)
+                ).inserted_primary_key[0]  # type: ignore[index]
+            )
             conn.execute(
-                jobs_table.update().where(jobs_table.c.id == sa.bindparam("b_id")).values(
-                    state="queued", attempts=sa.bindparam("b_attempt"), submission_id=sub_id,
-                    task_index=sa.bindparam("b_task"), scheduler_id=None, next_retry_at=None,
+                attempts_table.insert(),
+                [
+                    {
+                        "job_id": t["job_id"],
+                        "number": t["attempt"],
+                        "submission_id": sub_id,
+                        "task_index": t["task_index"],
+                        "state": "queued",
+                        "time_minutes": t.get("time_minutes"),
+                        "memory_mb": t.get("memory_mb"),
+                        "log_path": t.get("log_path"),
+                        "manifest_path": t.get("manifest_path"),
+                    }
+                    for t in tasks
+                ],
+            )
+            conn.execute(
+                jobs_table.update()
+                .where(jobs_table.c.id == sa.bindparam("b_id"))
+                .values(
+                    state="queued",
+                    attempts=sa.bindparam("b_attempt"),
+                    submission_id=sub_id,
+                    task_index=sa.bindparam("b_task"),
+                    scheduler_id=None,
+                    next_retry_at=None,
                     # the config this attempt runs under (its manifest will carry the same)
                     config_hash=config_hash if config_hash else jobs_table.c.config_hash,
-                    failure_class=None, exit_code=None, error=None, started_at=None,
-                    ended_at=None, updated_at=now),
-                [{"b_id": t["job_id"], "b_attempt": t["attempt"], "b_task": t["task_index"]}
-                 for t in tasks])
-            self._event(conn, now, "intent", f"{len(tasks)} jobs in submission {sub_id}",
-                        submission_id=sub_id)
+                    failure_class=None,
+                    exit_code=None,
+                    error=None,
+                    started_at=None,
+                    ended_at=None,
+                    updated_at=now,
+                ),
+                [
+                    {"b_id": t["job_id"], "b_attempt": t["attempt"], "b_task": t["task_index"]}
+                    for t in tasks
+                ],
+            )
+            self._event(
+                conn,
+                now,
+                "intent",
+                f"{len(tasks)} jobs in submission {sub_id}",
+                submission_id=sub_id,
+            )
         return sub_id
 
-    def mark_submitted(self, submission_id: int, scheduler_id: str, log_paths: Mapping[int, str],
-                       now: datetime) -> None:
+    def mark_submitted(
+        self, submission_id: int, scheduler_id: str, log_paths: Mapping[int, str], now: datetime
+    ) -> None:
         """The scheduler accepted the submission as `scheduler_id`; `log_paths` per task index."""
         with self.transaction() as conn:
-            conn.execute(submissions_table.update().where(submissions_table.c.id == submission_id)
-                         .values(state="submitted", scheduler_id=scheduler_id, submitted_at=now))
-            rows = [{"b_task": index, "b_sid": f"{scheduler_id}_{index}", "b_log": path}
-                    for index, path in log_paths.items()]
             conn.execute(
-                jobs_table.update().where(jobs_table.c.submission_id == submission_id)
+                submissions_table.update()
+                .where(submissions_table.c.id == submission_id)
+                .values(state="submitted", scheduler_id=scheduler_id, submitted_at=now)
+            )
+            rows = [
+                {"b_task": index, "b_sid": f"{scheduler_id}_{index}", "b_log": path}
+                for index, path in log_paths.items()
+            ]
+            conn.execute(
+                jobs_table.update()
+                .where(jobs_table.c.submission_id == submission_id)
                 .where(jobs_table.c.task_index == sa.bindparam("b_task"))
-                .values(scheduler_id=sa.bindparam("b_sid")), [
-                    {"b_task": r["b_task"], "b_sid": r["b_sid"]} for r in rows])
+                .values(scheduler_id=sa.bindparam("b_sid")),
+                [{"b_task": r["b_task"], "b_sid": r["b_sid"]} for r in rows],
+            )
             conn.execute(
-                attempts_table.update().where(attempts_table.c.submission_id == submission_id)
+                attempts_table.update()
+                .where(attempts_table.c.submission_id == submission_id)
                 .where(attempts_table.c.task_index == sa.bindparam("b_task"))
-                .values(scheduler_id=sa.bindparam("b_sid"), log_path=sa.bindparam("b_log")), rows)
-            self._event(conn, now, "submitted", f"submission {submission_id} is {scheduler_id}",
-                        submission_id=submission_id)
+                .values(scheduler_id=sa.bindparam("b_sid"), log_path=sa.bindparam("b_log")),
+                rows,
+            )
+            self._event(
+                conn,
+                now,
+                "submitted",
+                f"submission {submission_id} is {scheduler_id}",
+                submission_id=submission_id,
+            )
 
     def abandon(self, submission_id: int, reason: str, now: datetime) -> int:
         """The submission never reached the scheduler: its jobs go back to pending, unspent."""
         with self.transaction() as conn:
-            job_ids = [r[0] for r in conn.execute(
-                sa.select(attempts_table.c.job_id).where(attempts_table.c.submission_id == submission_id))]
-            conn.execute(attempts_table.delete().where(attempts_table.c.submission_id == submission_id))
-            conn.execute(jobs_table.update().where(jobs_table.c.submission_id == submission_id)
-                         .where(jobs_table.c.state == "queued")
-                         .values(state="pending", attempts=jobs_table.c.attempts - 1,
-                                 submission_id=None, task_index=None, scheduler_id=None,
-                                 updated_at=now))
-            conn.execute(submissions_table.update().where(submissions_table.c.id == submission_id)
-                         .values(state="abandoned", error=reason, closed_at=now))
-            self._event(conn, now, "abandoned", f"submission {submission_id}: {reason}",
-                        submission_id=submission_id)
+            job_ids = [
+                r[0]
+                for r in conn.execute(
+                    sa.select(attempts_table.c.job_id).where(
+                        attempts_table.c.submission_id == submission_id
+                    )
+                )
+            ]
+            conn.execute(
+                attempts_table.delete().where(attempts_table.c.submission_id == submission_id)
+            )
+            conn.execute(
+                jobs_table.update()
+                .where(jobs_table.c.submission_id == submission_id)
+                .where(jobs_table.c.state == "queued")
+                .values(
+                    state="pending",
+                    attempts=jobs_table.c.attempts - 1,
+                    submission_id=None,
+                    task_index=None,
+                    scheduler_id=None,
+                    updated_at=now,
+                )
+            )
+            conn.execute(
+                submissions_table.update()
+                .where(submissions_table.c.id == submission_id)
+                .values(state="abandoned", error=reason, closed_at=now)
+            )
+            self._event(
+                conn,
+                now,
+                "abandoned",
+                f"submission {submission_id}: {reason}",
+                submission_id=submission_id,
+            )
         return len(job_ids)
 
-    def apply(self, job_updates: Sequence[Mapping[str, Any]], attempt_updates: Sequence[Mapping[str, Any]],
-              events: Sequence[Mapping[str, Any]], close: Sequence[int], now: datetime) -> None:
+    def apply(
+        self,
+        job_updates: Sequence[Mapping[str, Any]],
+        attempt_updates: Sequence[Mapping[str, Any]],
+        events: Sequence[Mapping[str, Any]],
+        close: Sequence[int],
+        now: datetime,
+    ) -> None:
         """Write one reconciliation: job and attempt changes, events, closed submissions.
 
         Each job update has `id` plus the columns to set; each attempt update has
         `job_id`, `number` plus columns. Rows with the same columns go in one executemany.
         """
         with self.transaction() as conn:
-            for table, keys, rows in ((jobs_table, ("id",), job_updates),
-                                      (attempts_table, ("job_id", "number"), attempt_updates)):
+            for table, keys, rows in (
+                (jobs_table, ("id",), job_updates),
+                (attempts_table, ("job_id", "number"), attempt_updates),
+            ):
                 extra = {"updated_at": now} if table is jobs_table else {}
                 for columns, batch in _by_columns(rows, keys).items():
-                    bulk_update(conn, table, keys, [*columns, *extra],
-                                [{**r, **extra} for r in batch] if extra else batch)
+                    bulk_update(
+                        conn,
+                        table,
+                        keys,
+                        [*columns, *extra],
+                        [{**r, **extra} for r in batch] if extra else batch,
+                    )
             if events:
-                conn.execute(events_table.insert(), [
-                    {"at": now, "job_id": None, "submission_id": None, **e} for e in events])
+                conn.execute(
+                    events_table.insert(),
+                    [{"at": now, "job_id": None, "submission_id": None, **e} for e in events],
+                )
             if close:
-                conn.execute(submissions_table.update().where(submissions_table.c.id.in_(list(close)))
-                             .values(state="closed", closed_at=now))
+                conn.execute(
+                    submissions_table.update()
+                    .where(submissions_table.c.id.in_(list(close)))
+                    .values(state="closed", closed_at=now)
+                )
 
     def set_log_dir(self, submission_id: int, log_dir: str) -> None:
         """Record the array folder of a submission."""
         with self.transaction() as conn:
-            conn.execute(submissions_table.update().where(submissions_table.c.id == submission_id)
-                         .values(log_dir=log_dir))
+            conn.execute(
+                submissions_table.update()
+                .where(submissions_table.c.id == submission_id)
+                .values(log_dir=log_dir)
+            )
 
     def log_paths(self, job_ids: Sequence[int] | None) -> dict[int, str]:
         """The log of each job's latest attempt."""
-        latest = (sa.select(attempts_table.c.job_id, sa.func.max(attempts_table.c.number).label("n"))
-                  .group_by(attempts_table.c.job_id).subquery())
-        query = (sa.select(attempts_table.c.job_id, attempts_table.c.log_path)
-                 .join(latest, sa.and_(attempts_table.c.job_id == latest.c.job_id,
-                                       attempts_table.c.number == latest.c.n)))
+        latest = (
+            sa.select(attempts_table.c.job_id, sa.func.max(attempts_table.c.number).label("n"))
+            .group_by(attempts_table.c.job_id)
+            .subquery()
+        )
+        query = sa.select(attempts_table.c.job_id, attempts_table.c.log_path).join(
+            latest,
+            sa.and_(
+                attempts_table.c.job_id == latest.c.job_id, attempts_table.c.number == latest.c.n
+            ),
+        )
         if job_ids is not None and len(job_ids) <= _MAX_IN:
             query = query.where(attempts_table.c.job_id.in_(list(job_ids)))
         with self.reading() as conn:
             rows = conn.execute(query).all()
         wanted = None if job_ids is None else set(job_ids)
-        return {job_id: path for job_id, path in rows
-                if path and (wanted is None or job_id in wanted)}
+        return {
+            job_id: path for job_id, path in rows if path and (wanted is None or job_id in wanted)
+        }
 
     def reset_jobs(self, job_ids: Sequence[int], *, clear_attempts: bool, now: datetime) -> None:
         """Put jobs back to pending (retry); `clear_attempts` also restores their attempt budget."""
@@ -449,9 +594,14 @@ class Store:
             return
         values: dict[str, Any] = {"state": "pending", "next_retry_at": None, "updated_at": now}
         if clear_attempts:
-            values.update(attempts_base=jobs_table.c.attempts, failure_class=None, error=None,
-                          exit_code=None,
-                          time_scale=1.0, memory_scale=1.0)
+            values.update(
+                attempts_base=jobs_table.c.attempts,
+                failure_class=None,
+                error=None,
+                exit_code=None,
+                time_scale=1.0,
+                memory_scale=1.0,
+            )
         with self.transaction() as conn:
             for chunk in _chunks(list(job_ids), _MAX_IN):
                 conn.execute(jobs_table.update().where(jobs_table.c.id.in_(chunk)).values(**values))
@@ -461,27 +611,54 @@ class Store:
     def cancel_open(self, submission_ids: Sequence[int], now: datetime) -> int:
         """Mark every queued/running job cancelled and close these submissions."""
         with self.transaction() as conn:
-            n = conn.execute(jobs_table.update().where(
-                jobs_table.c.state.in_(["queued", "running"])).values(
-                state="cancelled", updated_at=now, next_retry_at=None,
-                failure_class="cancelled", error="cancelled by the user")).rowcount or 0
+            n = (
+                conn.execute(
+                    jobs_table.update()
+                    .where(jobs_table.c.state.in_(["queued", "running"]))
+                    .values(
+                        state="cancelled",
+                        updated_at=now,
+                        next_retry_at=None,
+                        failure_class="cancelled",
+                        error="cancelled by the user",
+                    )
+                ).rowcount
+                or 0
+            )
             if submission_ids:
-                conn.execute(attempts_table.update()
-                             .where(attempts_table.c.submission_id.in_(list(submission_ids)))
-                             .where(attempts_table.c.state.in_(["queued", "running"]))
-                             .values(state="cancelled", failure_class="cancelled", ended_at=now))
-                conn.execute(submissions_table.update()
-                             .where(submissions_table.c.id.in_(list(submission_ids)))
-                             .values(state="closed", closed_at=now))
+                conn.execute(
+                    attempts_table.update()
+                    .where(attempts_table.c.submission_id.in_(list(submission_ids)))
+                    .where(attempts_table.c.state.in_(["queued", "running"]))
+                    .values(state="cancelled", failure_class="cancelled", ended_at=now)
+                )
+                conn.execute(
+                    submissions_table.update()
+                    .where(submissions_table.c.id.in_(list(submission_ids)))
+                    .values(state="closed", closed_at=now)
+                )
             self._event(conn, now, "cancel", f"{n} jobs cancelled by the user")
         return n
 
-    def adopt_config(self, *, config: str, config_hash: str, groups: Sequence[Mapping[str, Any]],
-                     jobs: Iterable[Mapping[str, Any]], now: datetime) -> int:
+    def adopt_config(
+        self,
+        *,
+        config: str,
+        config_hash: str,
+        groups: Sequence[Mapping[str, Any]],
+        jobs: Iterable[Mapping[str, Any]],
+        now: datetime,
+    ) -> int:
         """`init --force`: take a changed config; keep every job's state, add new jobs."""
         with self.transaction() as conn:
-            existing = {r.key: (r.id, r.output, r.state) for r in conn.execute(
-                sa.select(jobs_table.c.key, jobs_table.c.id, jobs_table.c.output, jobs_table.c.state))}
+            existing = {
+                r.key: (r.id, r.output, r.state)
+                for r in conn.execute(
+                    sa.select(
+                        jobs_table.c.key, jobs_table.c.id, jobs_table.c.output, jobs_table.c.state
+                    )
+                )
+            }
             rows = list(jobs)
             new_keys = {r["key"] for r in rows}
             removed = [k for k in existing if k not in new_keys]
@@ -489,25 +666,39 @@ class Store:
                 from campaigns.errors import ConfigChangedError
 
                 raise ConfigChangedError(
-                    f"the new configuration drops {len(removed)} existing jobs (e.g. {removed[0]}); "
-                    "a campaign never forgets jobs. Start a new campaign version instead.")
-            moved = [r["key"] for r in rows if r["key"] in existing
-                     and existing[r["key"]][1] != r["output"] and existing[r["key"]][2] != "pending"]
+                    f"the new configuration drops {len(removed)} existing jobs "
+                    f"(e.g. {removed[0]}); "
+                    "a campaign never forgets jobs. Start a new campaign version instead."
+                )
+            moved = [
+                r["key"]
+                for r in rows
+                if r["key"] in existing
+                and existing[r["key"]][1] != r["output"]
+                and existing[r["key"]][2] != "pending"
+            ]
             if moved:
                 from campaigns.errors import ConfigChangedError
 
                 raise ConfigChangedError(
                     f"the new output template moves the outputs of {len(moved)} jobs that already "
-                    f"ran (e.g. {moved[0]}); start a new campaign version instead.")
+                    f"ran (e.g. {moved[0]}); start a new campaign version instead."
+                )
             conn.execute(campaign_table.update().values(config=config, config_hash=config_hash))
             conn.execute(groups_table.delete())
             conn.execute(groups_table.insert(), list(groups))
-            updates = [{"b_id": existing[r["key"]][0], "b_group": r["group_id"], "b_out": r["output"]}
-                       for r in rows if r["key"] in existing]
+            updates = [
+                {"b_id": existing[r["key"]][0], "b_group": r["group_id"], "b_out": r["output"]}
+                for r in rows
+                if r["key"] in existing
+            ]
             if updates:
-                conn.execute(jobs_table.update().where(jobs_table.c.id == sa.bindparam("b_id"))
-                             .values(group_id=sa.bindparam("b_group"), output=sa.bindparam("b_out")),
-                             updates)
+                conn.execute(
+                    jobs_table.update()
+                    .where(jobs_table.c.id == sa.bindparam("b_id"))
+                    .values(group_id=sa.bindparam("b_group"), output=sa.bindparam("b_out")),
+                    updates,
+                )
             next_id = max((v[0] for v in existing.values()), default=0) + 1
             added = []
             for r in rows:
@@ -516,8 +707,12 @@ class Store:
                     next_id += 1
             if added:
                 conn.execute(jobs_table.insert(), added)
-            self._event(conn, now, "config", f"configuration changed (init --force); "
-                        f"{len(added)} jobs added")
+            self._event(
+                conn,
+                now,
+                "config",
+                f"configuration changed (init --force); {len(added)} jobs added",
+            )
         return len(added)
 
     def add_event(self, kind: str, message: str, now: datetime, **ids: int | None) -> None:
@@ -533,24 +728,39 @@ class Store:
 
     def qa_targets(self) -> list[dict[str, Any]]:
         """Completed jobs with their latest attempt's number and manifest path, in job order."""
-        latest = (sa.select(attempts_table.c.job_id,
-                            sa.func.max(attempts_table.c.number).label("n"))
-                  .group_by(attempts_table.c.job_id).subquery())
-        query = (sa.select(jobs_table.c.id, jobs_table.c.key, jobs_table.c.uid, jobs_table.c.output,
-                           latest.c.n.label("attempt"), attempts_table.c.manifest_path,
-                           jobs_table.c.config_hash)
-                 .select_from(jobs_table
-                              .outerjoin(latest, latest.c.job_id == jobs_table.c.id)
-                              .outerjoin(attempts_table, sa.and_(
-                                  attempts_table.c.job_id == latest.c.job_id,
-                                  attempts_table.c.number == latest.c.n)))
-                 .where(jobs_table.c.state == "completed")
-                 .order_by(jobs_table.c.id))
+        latest = (
+            sa.select(attempts_table.c.job_id, sa.func.max(attempts_table.c.number).label("n"))
+            .group_by(attempts_table.c.job_id)
+            .subquery()
+        )
+        query = (
+            sa.select(
+                jobs_table.c.id,
+                jobs_table.c.key,
+                jobs_table.c.uid,
+                jobs_table.c.output,
+                latest.c.n.label("attempt"),
+                attempts_table.c.manifest_path,
+                jobs_table.c.config_hash,
+            )
+            .select_from(
+                jobs_table.outerjoin(latest, latest.c.job_id == jobs_table.c.id).outerjoin(
+                    attempts_table,
+                    sa.and_(
+                        attempts_table.c.job_id == latest.c.job_id,
+                        attempts_table.c.number == latest.c.n,
+                    ),
+                )
+            )
+            .where(jobs_table.c.state == "completed")
+            .order_by(jobs_table.c.id)
+        )
         with self.reading() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
-    def mark_invalid(self, job_ids: Sequence[int], errors: Sequence[str],
-                     now: datetime) -> tuple[list[int], list[int]]:
+    def mark_invalid(
+        self, job_ids: Sequence[int], errors: Sequence[str], now: datetime
+    ) -> tuple[list[int], list[int]]:
         """`qa --requeue`: completed jobs whose output is invalid become failed (invalid_output).
 
         The attempt that wrote the output is marked failed too and stays counted: a job
@@ -567,11 +777,21 @@ class Store:
         due: list[int] = []
         exhausted: list[int] = []
         with self.transaction() as conn:
-            rows = [r for r in conn.execute(
-                sa.select(jobs_table.c.id, jobs_table.c.key, jobs_table.c.attempts,
-                          jobs_table.c.attempts_base, groups_table.c.max_retries)
-                .join(groups_table, groups_table.c.id == jobs_table.c.group_id)
-                .where(jobs_table.c.state == "completed")) if r.id in error_of]
+            rows = [
+                r
+                for r in conn.execute(
+                    sa.select(
+                        jobs_table.c.id,
+                        jobs_table.c.key,
+                        jobs_table.c.attempts,
+                        jobs_table.c.attempts_base,
+                        groups_table.c.max_retries,
+                    )
+                    .join(groups_table, groups_table.c.id == jobs_table.c.group_id)
+                    .where(jobs_table.c.state == "completed")
+                )
+                if r.id in error_of
+            ]
             if not rows:
                 return due, exhausted
             job_rows, attempt_rows, events = [], [], []
@@ -581,16 +801,35 @@ class Store:
                 error = error_of[r.id]
                 job_rows.append({"b_id": r.id, "b_error": error, "b_next": now if left else None})
                 attempt_rows.append({"b_id": r.id, "b_n": r.attempts, "b_error": error})
-                events.append({"at": now, "kind": "invalid", "job_id": r.id, "message":
-                               f"{r.key} attempt {r.attempts}: invalid_output ({error})"})
-            conn.execute(jobs_table.update().where(jobs_table.c.id == sa.bindparam("b_id")).values(
-                state="failed", failure_class="invalid_output", error=sa.bindparam("b_error"),
-                next_retry_at=sa.bindparam("b_next"), updated_at=now), job_rows)
-            conn.execute(attempts_table.update()
-                         .where(attempts_table.c.job_id == sa.bindparam("b_id"))
-                         .where(attempts_table.c.number == sa.bindparam("b_n"))
-                         .values(state="failed", failure_class="invalid_output",
-                                 error=sa.bindparam("b_error")), attempt_rows)
+                events.append(
+                    {
+                        "at": now,
+                        "kind": "invalid",
+                        "job_id": r.id,
+                        "message": f"{r.key} attempt {r.attempts}: invalid_output ({error})",
+                    }
+                )
+            conn.execute(
+                jobs_table.update()
+                .where(jobs_table.c.id == sa.bindparam("b_id"))
+                .values(
+                    state="failed",
+                    failure_class="invalid_output",
+                    error=sa.bindparam("b_error"),
+                    next_retry_at=sa.bindparam("b_next"),
+                    updated_at=now,
+                ),
+                job_rows,
+            )
+            conn.execute(
+                attempts_table.update()
+                .where(attempts_table.c.job_id == sa.bindparam("b_id"))
+                .where(attempts_table.c.number == sa.bindparam("b_n"))
+                .values(
+                    state="failed", failure_class="invalid_output", error=sa.bindparam("b_error")
+                ),
+                attempt_rows,
+            )
             conn.execute(events_table.insert(), events)
         return due, exhausted
 
@@ -607,8 +846,11 @@ def bulk_insert(conn: Connection, table: sa.Table, rows: Iterable[Mapping[str, A
     first = next(iterator, None)
     if first is None:
         return 0
-    defaults = {c.name: c.default.arg for c in table.columns  # type: ignore[attr-defined]
-                if c.default is not None and c.default.is_scalar and c.name not in first}
+    defaults = {
+        c.name: c.default.arg  # type: ignore[attr-defined]
+        for c in table.columns
+        if c.default is not None and c.default.is_scalar and c.name not in first
+    }
     columns = [*first, *defaults]
     compiled = table.insert().compile(dialect=conn.dialect, column_keys=columns)
     order = compiled.positiontup
@@ -624,8 +866,13 @@ def bulk_insert(conn: Connection, table: sa.Table, rows: Iterable[Mapping[str, A
     return len(params)
 
 
-def bulk_update(conn: Connection, table: sa.Table, keys: Sequence[str], columns: Sequence[str],
-                rows: Sequence[Mapping[str, Any]]) -> None:
+def bulk_update(
+    conn: Connection,
+    table: sa.Table,
+    keys: Sequence[str],
+    columns: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+) -> None:
     """`UPDATE table SET columns WHERE keys` for many rows through one driver executemany.
 
     Compiled once for the dialect; each value goes through its column type's bind
@@ -644,16 +891,20 @@ def bulk_update(conn: Connection, table: sa.Table, keys: Sequence[str], columns:
         column = table.c[name[2:]]
         processor = column.type._cached_bind_processor(conn.dialect)  # noqa: SLF001
         getters.append((name[2:], processor))
+
     def convert(row: Mapping[str, Any]) -> list[Any]:
         return [p(row[c]) if p is not None and row[c] is not None else row[c] for c, p in getters]
+
     if compiled.positional:
         params: list[Any] = [tuple(convert(r)) for r in rows]
     else:
-        params = [dict(zip(names, convert(r))) for r in rows]
+        params = [dict(zip(names, convert(r), strict=True)) for r in rows]
     conn.exec_driver_sql(str(compiled), params)
 
 
-def _by_columns(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[tuple[str, ...], list[Mapping[str, Any]]]:
+def _by_columns(
+    rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
+) -> dict[tuple[str, ...], list[Mapping[str, Any]]]:
     out: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
     for row in rows:
         columns = tuple(sorted(c for c in row if c not in keys))
@@ -663,4 +914,4 @@ def _by_columns(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]

@@ -14,6 +14,7 @@ Array folder contents (written by the manager before submission):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -94,8 +95,10 @@ class TaskRunner:
     def run(self) -> int:
         """Run every job; return 0 when all completed, 1 otherwise."""
         parallel = max(1, min(int(self.header.get("parallel", 1)), len(self.jobs)))
-        self._say(f"campaigns task {self.index} of {self.array_dir.name} on {socket.gethostname()}: "
-                  f"{len(self.jobs)} job(s), {parallel} at a time")
+        self._say(
+            f"campaigns task {self.index} of {self.array_dir.name} on {socket.gethostname()}: "
+            f"{len(self.jobs)} job(s), {parallel} at a time"
+        )
         if parallel == 1:
             results = [self.run_job(job, self.log) for job in self.jobs]
         else:
@@ -117,10 +120,8 @@ class TaskRunner:
         with self.lock:
             for child in self.children:
                 if child.poll() is None:
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.killpg(child.pid, signum)  # the job and everything it started
-                    except ProcessLookupError:
-                        pass
 
     def _run_buffered(self, job: dict[str, Any]) -> bool:
         # Parallel jobs log to a private file first, then append one whole section.
@@ -148,18 +149,29 @@ class TaskRunner:
         log.flush()
         # Jobs see the Python environment campaigns runs in first on PATH (its venv's `python`).
         path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-        env = {**os.environ, "PATH": path, **job.get("env", {}),
-               "CAMPAIGNS_JOB_KEY": job["key"], "CAMPAIGNS_JOB_UID": job["uid"],
-               "CAMPAIGNS_ATTEMPT": str(job["attempt"]), "CAMPAIGNS_OUTPUT": str(tmp or final)}
+        env = {
+            **os.environ,
+            "PATH": path,
+            **job.get("env", {}),
+            "CAMPAIGNS_JOB_KEY": job["key"],
+            "CAMPAIGNS_JOB_UID": job["uid"],
+            "CAMPAIGNS_ATTEMPT": str(job["attempt"]),
+            "CAMPAIGNS_OUTPUT": str(tmp or final),
+        }
         command = job["command"]
         launcher = self.header.get("launcher")
         argv = ["bash", "-c", command]
         if launcher:
             argv = [*launcher.split(), "bash", "-c", command]
         try:
-            child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=self.header.get("workdir") or None,
-                                     start_new_session=True)
+            child = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.header.get("workdir") or None,
+                start_new_session=True,
+            )
         except OSError as exc:
             return self._finish(job, started, 127, "exit_code", f"cannot start: {exc}", [], log)
         with self.lock:
@@ -178,27 +190,55 @@ class TaskRunner:
         produced = tmp if tmp is not None else final
         if not produced.is_file() or produced.stat().st_size == 0:
             what = "missing" if not produced.is_file() else "empty"
-            return self._finish(job, started, 0, "missing_output",
-                                f"exited 0 but its output {final.name} is {what}", [], log)
+            return self._finish(
+                job,
+                started,
+                0,
+                "missing_output",
+                f"exited 0 but its output {final.name} is {what}",
+                [],
+                log,
+            )
         if tmp is not None:
             os.replace(tmp, final)
-        outputs = [{"path": job["output_rel"], "size": final.stat().st_size,
-                    "sha256": sha256_of(final)}]
+        outputs = [
+            {"path": job["output_rel"], "size": final.stat().st_size, "sha256": sha256_of(final)}
+        ]
         return self._finish(job, started, 0, None, None, outputs, log)
 
-    def _finish(self, job: Mapping[str, Any], started: str, code: int, failure: str | None,
-                error: str | None, outputs: list[dict[str, Any]], log: IO[str]) -> bool:
+    def _finish(
+        self,
+        job: Mapping[str, Any],
+        started: str,
+        code: int,
+        failure: str | None,
+        error: str | None,
+        outputs: list[dict[str, Any]],
+        log: IO[str],
+    ) -> bool:
         manifest = {
-            "format": MANIFEST_FORMAT, "job_id": job["id"], "uid": job["uid"], "key": job["key"],
-            "params": job["params"], "attempt": job["attempt"],
-            "config_hash": self.header.get("config_hash"), "scheduler_id": self.scheduler_id,
-            "host": socket.gethostname(), "started_at": started, "ended_at": utcnow(),
-            "exit_code": code, "failure": failure, "error": error, "outputs": outputs,
+            "format": MANIFEST_FORMAT,
+            "job_id": job["id"],
+            "uid": job["uid"],
+            "key": job["key"],
+            "params": job["params"],
+            "attempt": job["attempt"],
+            "config_hash": self.header.get("config_hash"),
+            "scheduler_id": self.scheduler_id,
+            "host": socket.gethostname(),
+            "started_at": started,
+            "ended_at": utcnow(),
+            "exit_code": code,
+            "failure": failure,
+            "error": error,
+            "outputs": outputs,
         }
         write_atomic(Path(job["manifest"]), json.dumps(manifest, indent=1) + "\n")
         verdict = "completed" if failure is None else f"failed ({error})"
-        log.write(f"===== job {job['key']} attempt {job['attempt']} {verdict} "
-                  f"end {manifest['ended_at']} =====\n")
+        log.write(
+            f"===== job {job['key']} attempt {job['attempt']} {verdict} "
+            f"end {manifest['ended_at']} =====\n"
+        )
         log.flush()
         return failure is None
 

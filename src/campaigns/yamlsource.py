@@ -65,8 +65,11 @@ def parse(text: str, path: str, what: str = "campaign file") -> Document:
         loader = _Loader(text)  # the pure-Python reader checks characters here already
         node = loader.get_single_node()
         if node is None:
-            needs = ("`campaign`, `parameters` and `job`" if what == "campaign file"
-                     else "a mapping of sections")
+            needs = (
+                "`campaign`, `parameters` and `job`"
+                if what == "campaign file"
+                else "a mapping of sections"
+            )
             raise ConfigError(f"the {what} is empty; it needs at least {needs}.", file=path)
         lines: dict[KeyPath, int] = {}
         spellings: dict[KeyPath, str] = {}
@@ -82,7 +85,9 @@ def parse(text: str, path: str, what: str = "campaign file") -> Document:
         shown = f" #x{character:04x}" if isinstance(character, int) else ""
         raise ConfigError(
             f"the {what} holds a character YAML does not allow{shown} (a control character).",
-            file=path, line=line, hint="Delete it, or write it as an escape inside double quotes.",
+            file=path,
+            line=line,
+            hint="Delete it, or write it as an escape inside double quotes.",
         ) from None
     except yaml.YAMLError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid YAML"
@@ -91,11 +96,17 @@ def parse(text: str, path: str, what: str = "campaign file") -> Document:
         if loader is not None:
             loader.dispose()
     if not isinstance(data, dict):
-        kind = {list: "a list", str: "plain text", int: "a number", float: "a number",
-                bool: "a boolean"}.get(type(data), f"a {type(data).__name__}")
+        kind = {
+            list: "a list",
+            str: "plain text",
+            int: "a number",
+            float: "a number",
+            bool: "a boolean",
+        }.get(type(data), f"a {type(data).__name__}")
         raise ConfigError(
             f"the top level must be a mapping of sections (`name: value` lines), not {kind}.",
-            file=path, line=first_line,
+            file=path,
+            line=first_line,
         )
     return Document(path=path, data=data, lines=lines, spellings=spellings)
 
@@ -113,7 +124,8 @@ def _syntax_error(exc: yaml.MarkedYAMLError, path: str) -> ConfigError:
         context += ")"
     return ConfigError(
         f"YAML syntax error: {problem}{context}.",
-        file=path, line=line,
+        file=path,
+        line=line,
         hint="Check indentation, colons, brackets and quotes on that line and the ones before it.",
     )
 
@@ -121,26 +133,42 @@ def _syntax_error(exc: yaml.MarkedYAMLError, path: str) -> ConfigError:
 def _key_of(key_node: yaml.Node, loader: Any, path: str, prefix: KeyPath) -> Any:
     """The key as YAML types it (`1` is an int, `on` a bool), so lines match the data's keys."""
     if not isinstance(key_node, yaml.ScalarNode):
-        raise ConfigError("a key must be a plain name, not a list or a mapping.",
-                          file=path, key_path=prefix, line=key_node.start_mark.line + 1)
+        raise ConfigError(
+            "a key must be a plain name, not a list or a mapping.",
+            file=path,
+            key_path=prefix,
+            line=key_node.start_mark.line + 1,
+        )
     return loader.construct_object(key_node)
 
 
-def _walk(node: yaml.Node, prefix: KeyPath, lines: dict[KeyPath, int], path: str,
-          loader: Any, active: set[int], spellings: dict[KeyPath, str],
-          merged: bool = False) -> None:
+def _walk(
+    node: yaml.Node,
+    prefix: KeyPath,
+    lines: dict[KeyPath, int],
+    path: str,
+    loader: Any,
+    active: set[int],
+    spellings: dict[KeyPath, str],
+    merged: bool = False,
+) -> None:
     if id(node) in active:
-        raise ConfigError("an alias refers to the structure that contains it (a recursive "
-                          "anchor); configs must be trees.", file=path, key_path=prefix,
-                          line=node.start_mark.line + 1)
+        raise ConfigError(
+            "an alias refers to the structure that contains it (a recursive "
+            "anchor); configs must be trees.",
+            file=path,
+            key_path=prefix,
+            line=node.start_mark.line + 1,
+        )
     active.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
             line = key_node.start_mark.line + 1
             if key_node.tag == "tag:yaml.org,2002:merge":
-                sources = (value_node.value if isinstance(value_node, yaml.SequenceNode)
-                           else [value_node])
+                sources = (
+                    value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                )
                 for source in sources:
                     _walk(source, prefix, lines, path, loader, active, spellings, merged=True)
                 continue
@@ -149,7 +177,9 @@ def _walk(node: yaml.Node, prefix: KeyPath, lines: dict[KeyPath, int], path: str
                 raise ConfigError(
                     f"duplicate key '{key}' (first written on line {seen[key]}); "
                     "YAML would silently keep only the last one.",
-                    file=path, key_path=prefix + (key,), line=line,
+                    file=path,
+                    key_path=prefix + (key,),
+                    line=line,
                 )
             seen[key] = line
             if not isinstance(key, str):

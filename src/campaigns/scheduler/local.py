@@ -12,6 +12,7 @@ arrays never oversubscribe the machine.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -45,7 +46,12 @@ class LocalScheduler:
 
     def command(self, request: ArrayRequest) -> list[str]:
         """The runner's command line."""
-        return [request.python or self.python, "-m", "campaigns.scheduler.local", str(request.folder)]
+        return [
+            request.python or self.python,
+            "-m",
+            "campaigns.scheduler.local",
+            str(request.folder),
+        ]
 
     def render(self, request: ArrayRequest) -> str:
         """The command `submit` would start, as shell text."""
@@ -56,17 +62,25 @@ class LocalScheduler:
 
     def submit(self, request: ArrayRequest) -> str:
         """Start the runner detached; wait until it has claimed the folder."""
-        log = open(request.folder / "runner.log", "ab")
+        log = open(request.folder / "runner.log", "ab")  # noqa: SIM115 -- closed below, after Popen
         try:
-            proc = subprocess.Popen(self.command(request), stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+            proc = subprocess.Popen(
+                self.command(request),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
         finally:
             log.close()
         deadline = time.monotonic() + 30
         while not (request.folder / CLAIM).exists():
             if proc.poll() is not None:
-                raise OSError(f"the local runner exited at once (code {proc.returncode}); "
-                              f"see {request.folder / 'runner.log'}")
+                raise OSError(
+                    f"the local runner exited at once (code {proc.returncode}); "
+                    f"see {request.folder / 'runner.log'}"
+                )
             if time.monotonic() > deadline:
                 break
             time.sleep(0.02)
@@ -99,10 +113,8 @@ class LocalScheduler:
         """Terminate the runners (and their jobs) of whole arrays."""
         for sid in scheduler_ids:
             pid = int(sid.split("_")[0].lstrip("L"))
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
 
     def log_path(self, folder: Path, scheduler_id: str, task_index: int) -> Path:
         """One log per task."""
@@ -161,9 +173,12 @@ def _read_status(folder: Path) -> dict[int, TaskStatus]:
         old = tasks.get(event["task"])
         state = TaskState(event["state"])
         tasks[event["task"]] = TaskStatus(
-            state, event.get("exit_code"),
+            state,
+            event.get("exit_code"),
             started_at=at if state == TaskState.RUNNING else (old.started_at if old else None),
-            ended_at=at if state.is_final else None, node=event.get("node"))
+            ended_at=at if state.is_final else None,
+            node=event.get("node"),
+        )
     return tasks
 
 
@@ -173,7 +188,7 @@ def _slot(slots_dir: Path, count: int) -> Iterator[int]:
     slots_dir.mkdir(parents=True, exist_ok=True)
     while True:
         for index in range(count):
-            fh = open(slots_dir / f"slot-{index}", "a")
+            fh = open(slots_dir / f"slot-{index}", "a")  # noqa: SIM115 -- held while the slot is
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -194,7 +209,7 @@ class _Runner:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.header: dict[str, Any] = json.loads((folder / "array.json").read_text())
-        self.status = open(folder / STATUS, "a", encoding="utf-8")
+        self.status = open(folder / STATUS, "a", encoding="utf-8")  # noqa: SIM115 -- runner-long
         self.lock = threading.Lock()
         self.active: set[TaskRunner] = set()
         self.stopping = False
@@ -202,9 +217,18 @@ class _Runner:
 
     def record(self, task: int, state: TaskState, exit_code: int | None = None) -> None:
         with self.lock:
-            self.status.write(json.dumps({"task": task, "state": state.value, "at": utcnow(),
-                                          "exit_code": exit_code, "node": os.uname().nodename})
-                              + "\n")
+            self.status.write(
+                json.dumps(
+                    {
+                        "task": task,
+                        "state": state.value,
+                        "at": utcnow(),
+                        "exit_code": exit_code,
+                        "node": os.uname().nodename,
+                    }
+                )
+                + "\n"
+            )
             self.status.flush()
 
     def run_one(self, index: int) -> None:
@@ -262,8 +286,17 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     folder = Path(args[0]).absolute()
     os.environ["CAMPAIGNS_SCHEDULER_ID"] = f"L{os.getpid()}"
-    if _claim(folder, {"pid": os.getpid(), "started_at": utcnow(),
-                       "started": datetime.now(timezone.utc).timestamp()}) is not None:
+    if (
+        _claim(
+            folder,
+            {
+                "pid": os.getpid(),
+                "started_at": utcnow(),
+                "started": datetime.now(timezone.utc).timestamp(),
+            },
+        )
+        is not None
+    ):
         print(f"{folder} is already claimed; not running it", file=sys.stderr)
         return 0
     return _Runner(folder).run()

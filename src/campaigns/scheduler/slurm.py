@@ -65,17 +65,21 @@ ABANDONED = "abandoned"
 #: sacct fields, in this order, for `poll`.
 SACCT_FIELDS = "JobID,State,ExitCode,Start,End,NodeList"
 #: Options that would break tracking if a campaign overrode them through `sbatch_options`.
-RESERVED_OPTIONS = frozenset({"array", "output", "error", "job_name", "comment", "open_mode",
-                              "parsable", "wrap"})
+RESERVED_OPTIONS = frozenset(
+    {"array", "output", "error", "job_name", "comment", "open_mode", "parsable", "wrap"}
+)
 #: Messages of sbatch/sacct failures worth another try.
 TRANSIENT = re.compile(
     r"socket timed out|temporarily unavailable|temporarily unable|try again|"
     r"unable to contact slurm controller|connection refused|connection reset|"
     r"zero bytes were transmitted|unable to connect to database|slurmdbd|timed out|"
-    r"communication connection failure|transport endpoint", re.IGNORECASE)
+    r"communication connection failure|transport endpoint",
+    re.IGNORECASE,
+)
 #: Query failures that no retry will fix.
-PERMANENT_QUERY = re.compile(r"accounting storage is disabled|invalid option|unrecognized option",
-                             re.IGNORECASE)
+PERMANENT_QUERY = re.compile(
+    r"accounting storage is disabled|invalid option|unrecognized option", re.IGNORECASE
+)
 ATTEMPTS = 4
 COMMAND_TIMEOUT_S = 120.0
 _JOB_ID = re.compile(r"^(?P<job>\d+)(?:_(?P<index>\d+|\[(?P<ranges>[^\]]*)\]))?$")
@@ -102,10 +106,14 @@ class SlurmScheduler:
     def render(self, request: ArrayRequest) -> str:
         """The sbatch script `submit` would send (pure: no Slurm needed)."""
         params = sbatch_parameters(request)
-        return str(submitit_slurm._make_sbatch_string(
-            command=worker_command(self._python(request), request.folder),
-            folder=Path(request.folder).expanduser().absolute(), map_count=request.n_tasks,
-            **params))
+        return str(
+            submitit_slurm._make_sbatch_string(
+                command=worker_command(self._python(request), request.folder),
+                folder=Path(request.folder).expanduser().absolute(),
+                map_count=request.n_tasks,
+                **params,
+            )
+        )
 
     def submit(self, request: ArrayRequest) -> str:
         """One sbatch for the whole array; transient failures are retried. The array job id.
@@ -158,8 +166,10 @@ class SlurmScheduler:
         """
         marker = Path(folder) / ABANDONED
         with contextlib.suppress(OSError):  # no folder: nothing can run from it anyway
-            marker.write_text(f"abandoned by process {os.getpid()} at "
-                              f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n")
+            marker.write_text(
+                f"abandoned by process {os.getpid()} at "
+                f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n"
+            )
         found = self._find_by_token(token, since)
         if found:
             marker.unlink(missing_ok=True)
@@ -175,9 +185,21 @@ class SlurmScheduler:
             if name.endswith(suffix) and job.isdigit():
                 return job
         start = since or datetime.now(timezone.utc) - timedelta(days=1)
-        out = _query(["sacct", "-X", "--noheader", "--parsable2", "-u", user,
-                      "-S", _slurm_time(start - timedelta(minutes=5)),
-                      "-o", "JobID,JobName"], "sacct")
+        out = _query(
+            [
+                "sacct",
+                "-X",
+                "--noheader",
+                "--parsable2",
+                "-u",
+                user,
+                "-S",
+                _slurm_time(start - timedelta(minutes=5)),
+                "-o",
+                "JobID,JobName",
+            ],
+            "sacct",
+        )
         for line in out.splitlines():
             job, _, name = line.strip().partition("|")
             match = _JOB_ID.match(job)
@@ -193,22 +215,46 @@ class SlurmScheduler:
             return {}
         ids = {_base_id(sid): sid for sid in arrays}
         since = self._window_start(arrays.values())
-        out = _query(["sacct", "-X", "--noheader", "--parsable2", "-S", _slurm_time(since),
-                      "-j", ",".join(sorted(ids, key=int)), "-o", SACCT_FIELDS], "sacct")
+        out = _query(
+            [
+                "sacct",
+                "-X",
+                "--noheader",
+                "--parsable2",
+                "-S",
+                _slurm_time(since),
+                "-j",
+                ",".join(sorted(ids, key=int)),
+                "-o",
+                SACCT_FIELDS,
+            ],
+            "sacct",
+        )
         found = parse_sacct(out)
-        lagging = [base for base, sid in ids.items()
-                   if len(found.get(base, {})) < self._task_count(arrays[sid])]
+        lagging = [
+            base
+            for base, sid in ids.items()
+            if len(found.get(base, {})) < self._task_count(arrays[sid])
+        ]
         if lagging:
             try:
-                queued = parse_squeue(_query(["squeue", "-h", "-r", "-j", ",".join(lagging),
-                                              "-o", "%i|%T|%N|%S"], "squeue"))
+                queued = parse_squeue(
+                    _query(
+                        ["squeue", "-h", "-r", "-j", ",".join(lagging), "-o", "%i|%T|%N|%S"],
+                        "squeue",
+                    )
+                )
             except SchedulerError:
                 queued = {}  # only a supplement: sacct answered
             for base in lagging:
                 for index, status in queued.get(base, {}).items():
                     found.setdefault(base, {}).setdefault(index, status)
-        return {sid: ArrayStatus(tasks=found[base], known=True) if found.get(base)
-                else ArrayStatus(known=False) for base, sid in ids.items()}
+        return {
+            sid: ArrayStatus(tasks=found[base], known=True)
+            if found.get(base)
+            else ArrayStatus(known=False)
+            for base, sid in ids.items()
+        }
 
     def cancel(self, scheduler_ids: Sequence[str]) -> None:
         """One scancel for all ids (`123` or `123_4`); ids Slurm no longer knows are ignored."""
@@ -268,20 +314,28 @@ def worker_command(python: str, folder: Path) -> str:
     """The batch step's command: the worker replaces the shell (so it gets `B:` signals)."""
     folder = Path(folder).expanduser().absolute()
     marker = shlex.quote(str(folder / ABANDONED))
-    return (f"if [ -e {marker} ]; then echo 'campaigns: submission abandoned; not running'; "
-            f"exit 0; fi\n"
-            f"exec {shlex.quote(python)} -u -m campaigns.worker {shlex.quote(str(folder))}")
+    return (
+        f"if [ -e {marker} ]; then echo 'campaigns: submission abandoned; not running'; "
+        f"exit 0; fi\n"
+        f"exec {shlex.quote(python)} -u -m campaigns.worker {shlex.quote(str(folder))}"
+    )
 
 
 def sbatch_parameters(request: ArrayRequest) -> dict[str, Any]:
     """submitit's `update_parameters` arguments for one array (without map_count)."""
     res = request.resources
     params: dict[str, Any] = {
-        "job_name": request.name, "comment": request.token, "time": res.time_minutes,
-        "nodes": res.nodes, "ntasks_per_node": res.ntasks_per_node,
-        "cpus_per_task": res.cpus_per_task, "setup": list(request.setup) or None,
-        "array_parallelism": max(1, request.parallelism), "stderr_to_stdout": True,
-        "use_srun": False, "wckey": None,
+        "job_name": request.name,
+        "comment": request.token,
+        "time": res.time_minutes,
+        "nodes": res.nodes,
+        "ntasks_per_node": res.ntasks_per_node,
+        "cpus_per_task": res.cpus_per_task,
+        "setup": list(request.setup) or None,
+        "array_parallelism": max(1, request.parallelism),
+        "stderr_to_stdout": True,
+        "use_srun": False,
+        "wckey": None,
     }
     if res.gpus_per_node:
         params["gpus_per_node"] = res.gpus_per_node
@@ -295,8 +349,10 @@ def sbatch_parameters(request: ArrayRequest) -> dict[str, Any]:
     for key, value in res.sbatch_options:
         name = key.lstrip("-").replace("-", "_")
         if name in RESERVED_OPTIONS:
-            raise InputError(f"resources.sbatch_options.{key} cannot be set: campaigns sets "
-                             f"--{name.replace('_', '-')} itself to track the array.")
+            raise InputError(
+                f"resources.sbatch_options.{key} cannot be set: campaigns sets "
+                f"--{name.replace('_', '-')} itself to track the array."
+            )
         flag = str(value).lower()
         if flag in ("true", "false"):
             if flag == "true":
@@ -322,8 +378,13 @@ def parse_sacct(text: str) -> dict[str, dict[int, TaskStatus]]:
     out: dict[str, dict[int, TaskStatus]] = {}
     # Combined rows first: a task's own row, where there is one, is the newer word.
     for match, fields in sorted(rows, key=lambda row: row[0]["ranges"] is None):
-        status = TaskStatus(from_slurm(fields[1]), _exit_code(fields[2]), _time(fields[3]),
-                            _time(fields[4]), _node(fields[5]))
+        status = TaskStatus(
+            from_slurm(fields[1]),
+            _exit_code(fields[2]),
+            _time(fields[3]),
+            _time(fields[4]),
+            _node(fields[5]),
+        )
         tasks = out.setdefault(match["job"], {})
         for index in _indices(match):
             tasks[index] = status
@@ -403,8 +464,11 @@ def _slurm_time(moment: datetime) -> str:
 
 def _environment() -> dict[str, str]:
     """Our environment minus what changes the commands' output formats."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("SACCT_FORMAT", "SQUEUE_FORMAT", "SQUEUE_FORMAT2", "SQUEUE_SORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SACCT_FORMAT", "SQUEUE_FORMAT", "SQUEUE_FORMAT2", "SQUEUE_SORT")
+    }
     env["SLURM_TIME_FORMAT"] = "standard"
     return env
 
@@ -414,12 +478,17 @@ def _retrying(call: Callable[[], T], what: str, attempts: int | None = None) -> 
 
     def give_up(state: RetryCallState) -> T:
         exc = state.outcome.exception() if state.outcome else None
-        raise SchedulerError(f"{what} failed {state.attempt_number} times: {exc}. Slurm seems "
-                             "unreachable; check `sinfo` and try again later.") from exc
+        raise SchedulerError(
+            f"{what} failed {state.attempt_number} times: {exc}. Slurm seems "
+            "unreachable; check `sinfo` and try again later."
+        ) from exc
 
-    retrying = Retrying(stop=stop_after_attempt(attempts or ATTEMPTS),
-                        wait=wait_exponential(multiplier=1, min=1, max=20),
-                        retry=retry_if_exception_type(_Transient), retry_error_callback=give_up)
+    retrying = Retrying(
+        stop=stop_after_attempt(attempts or ATTEMPTS),
+        wait=wait_exponential(multiplier=1, min=1, max=20),
+        retry=retry_if_exception_type(_Transient),
+        retry_error_callback=give_up,
+    )
     return retrying(call)
 
 
@@ -428,14 +497,23 @@ def _query(argv: list[str], what: str, attempts: int | None = None) -> str:
 
     def once() -> str:
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, env=_environment(),
-                                  timeout=COMMAND_TIMEOUT_S, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                env=_environment(),
+                timeout=COMMAND_TIMEOUT_S,
+                stdin=subprocess.DEVNULL,
+            )
         except FileNotFoundError as exc:
-            raise SchedulerError(f"`{argv[0]}` is not on PATH: is this a Slurm machine? "
-                                 "Use `--backend local` to run here.") from exc
+            raise SchedulerError(
+                f"`{argv[0]}` is not on PATH: is this a Slurm machine? "
+                "Use `--backend local` to run here."
+            ) from exc
         except subprocess.TimeoutExpired as exc:
-            raise _Transient(f"`{shlex.join(argv[:3])} ...` took over "
-                             f"{COMMAND_TIMEOUT_S:.0f} s") from exc
+            raise _Transient(
+                f"`{shlex.join(argv[:3])} ...` took over {COMMAND_TIMEOUT_S:.0f} s"
+            ) from exc
         message = _one_line(proc.stderr)
         if proc.returncode == 0:
             return proc.stdout
@@ -464,15 +542,21 @@ def _sbatch(request: ArrayRequest, python: str, params: Mapping[str, Any], comma
             path.unlink(missing_ok=True)
         message = _one_line(str(exc) or captured.getvalue())
         if isinstance(exc, FileNotFoundError):
-            raise SchedulerError("`sbatch` is not on PATH: is this a Slurm machine? Use "
-                                 "`--backend local` to run here.") from exc
-        if TRANSIENT.search(message) or not isinstance(exc, FailedJobError) or \
-                "unknown reason" in message:  # sbatch may have run: the retry looks first
+            raise SchedulerError(
+                "`sbatch` is not on PATH: is this a Slurm machine? Use "
+                "`--backend local` to run here."
+            ) from exc
+        if (
+            TRANSIENT.search(message)
+            or not isinstance(exc, FailedJobError)
+            or "unknown reason" in message
+        ):  # sbatch may have run: the retry looks first
             raise _Transient(f'sbatch said "{message}"') from exc
         raise SchedulerError(
             f"sbatch refused array {request.folder.name} ({request.n_tasks} tasks, "
             f'{request.resources.describe()}): "{message}". {_advice(message)} '
-            "Its jobs stay pending; `submit --dry-run` prints the script.") from exc
+            "Its jobs stay pending; `submit --dry-run` prints the script."
+        ) from exc
     # submitit keeps a `.submission_file_*.sh` symlink to `{id}_submission.sh`: one file is enough.
     for path in set(Path(request.folder).glob(".submission_file_*.sh")) - before:
         if path.is_symlink():
