@@ -9,8 +9,12 @@ missing Slurm test fails the session, so CI can never go green without them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from slurm_helpers import Cluster, require_slurm, scancel_campaign
 
 REQUIRE_SLURM = os.environ.get("CAMPAIGNS_REQUIRE_SLURM") == "1" or bool(os.environ.get("CI"))
 _slurm_outcomes: dict[str, int] = {"passed": 0, "skipped": 0, "failed": 0}
@@ -37,3 +41,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "failing the session. Start the cluster with `bash scripts/dev/slurm-cluster.sh up`."
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def cluster() -> Cluster:
+    """The running Slurm cluster (skip, or fail where required, when there is none)."""
+    return require_slurm()
+
+
+@pytest.fixture
+def leftovers() -> Iterator[list[Path]]:
+    """Campaign directories whose Slurm arrays are cancelled after the test, pass or fail."""
+    dirs: list[Path] = []
+    yield dirs
+    for directory in dirs:
+        if (directory / "metadata" / "campaign.db").exists():
+            scancel_campaign(directory)

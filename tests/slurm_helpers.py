@@ -215,24 +215,52 @@ def campaign_dir(config: Path, root: Path, capsys: pytest.CaptureFixture[str]) -
     return Path(status(config, root, capsys)["campaign"]["path"])
 
 
-def submissions(directory: Path) -> list[dict[str, Any]]:
-    """Rows of the campaign's `submissions` table (read-only)."""
+def rows(directory: Path, table: str, order: str = "id") -> list[dict[str, Any]]:
+    """Rows of one table of the campaign's database (read-only)."""
     db = sqlite3.connect(f"file:{directory / 'metadata' / 'campaign.db'}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
-        return [dict(r) for r in db.execute("select * from submissions order by id")]
+        return [dict(r) for r in db.execute(f"select * from {table} order by {order}")]
     finally:
         db.close()
+
+
+def submissions(directory: Path) -> list[dict[str, Any]]:
+    """Rows of the campaign's `submissions` table."""
+    return rows(directory, "submissions")
 
 
 def jobs(directory: Path) -> list[dict[str, Any]]:
-    """Rows of the campaign's `jobs` table (read-only)."""
-    db = sqlite3.connect(f"file:{directory / 'metadata' / 'campaign.db'}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("select * from jobs order by id")]
-    finally:
-        db.close()
+    """Rows of the campaign's `jobs` table."""
+    return rows(directory, "jobs")
+
+
+def attempts(directory: Path) -> list[dict[str, Any]]:
+    """Rows of the campaign's `attempts` table, by job then attempt number."""
+    return rows(directory, "attempts", "job_id, number")
+
+
+def run_until_finished(
+    config: Path,
+    root: Path,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    timeout: float = 180,
+    interval: float = 1.0,
+) -> dict[str, Any]:
+    """Loop `monitor --once --submit --json` until the campaign is finished (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report: dict[str, Any] = json.loads(
+            ok(
+                ["monitor", str(config), "--root", str(root), "--once", "--submit", "--json"],
+                capsys,
+            )
+        )
+        if report["finished"]:
+            return report
+        assert time.monotonic() < deadline, f"not finished after {timeout:.0f} s: {report}"
+        time.sleep(interval)
 
 
 # -- Slurm's own view ---------------------------------------------------------------------

@@ -17,7 +17,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,12 +34,10 @@ from slurm_helpers import (
     jobs,
     monitor_until_done,
     ok,
-    require_slurm,
     run,
     sacct,
     sacct_names_like,
     sacct_settled,
-    scancel_campaign,
     squeue,
     status,
     submissions,
@@ -53,22 +50,6 @@ pytestmark = pytest.mark.slurm
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = FIXTURES / "sbatch_golden.sh"
-
-
-@pytest.fixture
-def cluster() -> Cluster:
-    """The running cluster (skip or fail when there is none)."""
-    return require_slurm()
-
-
-@pytest.fixture
-def leftovers() -> Iterator[list[Path]]:
-    """Campaign directories whose arrays are cancelled after the test, pass or fail."""
-    dirs: list[Path] = []
-    yield dirs
-    for directory in dirs:
-        if (directory / "metadata" / "campaign.db").exists():
-            scancel_campaign(directory)
 
 
 def start(

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -19,12 +18,12 @@ import pytest
 
 from slurm_helpers import (
     Cluster,
+    attempts,
     campaign_dir,
     jobs,
     monitor_until_done,
     ok,
-    require_slurm,
-    scancel_campaign,
+    run_until_finished,
     status,
     unique_version,
 )
@@ -50,20 +49,6 @@ resources:
 job_types:
   three_cpus: {{nodes: 1, ntasks_per_node: 1, cpus_per_task: 3}}
 """
-
-
-@pytest.fixture
-def cluster() -> Cluster:
-    return require_slurm()
-
-
-@pytest.fixture
-def leftovers() -> Iterator[list[Path]]:
-    dirs: list[Path] = []
-    yield dirs
-    for directory in dirs:
-        if (directory / "metadata" / "campaign.db").exists():
-            scancel_campaign(directory)
 
 
 def make(
@@ -107,17 +92,6 @@ def start(
     return directory
 
 
-def attempts_of(directory: Path) -> list[dict]:
-    import sqlite3
-
-    db = sqlite3.connect(f"file:{directory / 'metadata' / 'campaign.db'}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("select * from attempts order by job_id, number")]
-    finally:
-        db.close()
-
-
 def retry_submit(config: Path, root: Path, capsys: pytest.CaptureFixture[str]) -> dict:
     return json.loads(ok(["retry", str(config), "--root", str(root), "--submit", "--json"], capsys))
 
@@ -136,14 +110,14 @@ def test_failing_once_then_succeeding_waits_for_its_backoff(
     early = retry_submit(config, tmp_path, capsys)
     assert early["reset"] == [] and [w["key"] for w in early["waiting"]] == ["i=0"]
     assert early["submit"] is None
-    assert len(attempts_of(directory)) == 1
+    assert len(attempts(directory)) == 1
     while datetime.now(due.tzinfo) < due:
         time.sleep(0.5)
     later = retry_submit(config, tmp_path, capsys)
     assert later["reset"] == ["i=0"] and later["submit"]["submitted_jobs"] == 1
     report = monitor_until_done(config, tmp_path, capsys)
     assert report["counts"]["completed"] == 1
-    first, second = attempts_of(directory)
+    first, second = attempts(directory)
     assert (first["state"], first["exit_code"], second["state"]) == ("failed", 7, "completed")
     assert second["scheduler_id"] != first["scheduler_id"]
     assert datetime.fromisoformat(str(second["started_at"])).replace(tzinfo=due.tzinfo) >= due
@@ -154,25 +128,14 @@ def test_always_failing_job_stops_after_max_retries_plus_one(
 ) -> None:
     config = make(tmp_path, "always", "'echo nope >&2; exit 3'", retries=2, base=1)
     directory = start(config, tmp_path, capsys, leftovers)
-    deadline = time.monotonic() + 180
-    while True:
-        report = json.loads(
-            ok(
-                ["monitor", str(config), "--root", str(tmp_path), "--once", "--submit", "--json"],
-                capsys,
-            )
-        )
-        if report["finished"]:
-            break
-        assert time.monotonic() < deadline, report
-        time.sleep(1)
+    report = run_until_finished(config, tmp_path, capsys)
     assert report["counts"]["failed"] == 1 and report["failures"]["exhausted"] == 1
-    assert [a["number"] for a in attempts_of(directory)] == [1, 2, 3]
+    assert [a["number"] for a in attempts(directory)] == [1, 2, 3]
     # Never resubmitted after that.
     again = retry_submit(config, tmp_path, capsys)
     assert again["reset"] == [] and again["submit"] is None
     assert [e["key"] for e in again["exhausted"]] == ["i=0"]
-    assert len(attempts_of(directory)) == 3
+    assert len(attempts(directory)) == 3
 
 
 def test_permanent_exit_code_is_not_retried(
@@ -196,7 +159,7 @@ def test_permanent_exit_code_is_not_retried(
         ).splitlines()[-1]
     )
     assert report["finished"] and report["failures"]["exhausted"] == 1
-    (attempt,) = attempts_of(directory)
+    (attempt,) = attempts(directory)
     assert attempt["exit_code"] == 64 and attempt["failure_class"] == "exit_code"
 
 
@@ -211,20 +174,9 @@ def test_timeout_is_retried_with_a_longer_limit(
     )
     config = make(tmp_path, "timeout", command, retries=2, hours=1 / 60)
     directory = start(config, tmp_path, capsys, leftovers)
-    deadline = time.monotonic() + 300
-    while True:
-        report = json.loads(
-            ok(
-                ["monitor", str(config), "--root", str(tmp_path), "--once", "--submit", "--json"],
-                capsys,
-            )
-        )
-        if report["finished"]:
-            break
-        assert time.monotonic() < deadline, report
-        time.sleep(2)
+    report = run_until_finished(config, tmp_path, capsys, timeout=300, interval=2)
     assert report["counts"]["completed"] == 1
-    first, second = attempts_of(directory)
+    first, second = attempts(directory)
     assert first["failure_class"] == "timeout" and first["time_minutes"] == 1
     assert second["state"] == "completed" and second["time_minutes"] == 2
 
@@ -240,7 +192,7 @@ def test_packed_tasks_run_jobs_alone_and_retry_only_the_failed_one(
     directory = start(config, tmp_path, capsys, leftovers)
     report = monitor_until_done(config, tmp_path, capsys)
     assert report["counts"] == {**report["counts"], "completed": 11, "failed": 1}
-    first_attempts = attempts_of(directory)
+    first_attempts = attempts(directory)
     assert len({a["scheduler_id"] for a in first_attempts}) == 3  # 3 array tasks
     assert {a["task_index"] for a in first_attempts} == {0, 1, 2}
     time.sleep(1.5)
@@ -248,7 +200,7 @@ def test_packed_tasks_run_jobs_alone_and_retry_only_the_failed_one(
     assert again["reset"] == ["i=5"]
     report = monitor_until_done(config, tmp_path, capsys)
     assert report["counts"]["completed"] == 12
-    numbers = {(a["job_id"], a["number"]) for a in attempts_of(directory)}
+    numbers = {(a["job_id"], a["number"]) for a in attempts(directory)}
     assert len(numbers) == 13  # only job 5 ran twice
     logs = {a["log_path"] for a in first_attempts}
     assert len(logs) == 3
