@@ -246,14 +246,19 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, default=str))
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    report = _manager(args).validate_configuration()
+def _emit(args: argparse.Namespace, report: Any, renderer: str, *extra: Any) -> None:
+    """Print `report` as JSON with --json, else draw it with `render.<renderer>`."""
     if args.json:
         _print_json(report.to_dict())
-    else:
-        from campaigns import render
+        return
+    from campaigns import render
 
-        render.validation(report)
+    getattr(render, renderer)(report, *extra)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    report = _manager(args).validate_configuration()
+    _emit(args, report, "validation")
     return 0
 
 
@@ -278,12 +283,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     report = _manager(args).submit_campaign(
         backend=args.backend, limit=args.limit, dry_run=args.dry_run
     )
-    if args.json:
-        _print_json(report.to_dict())
-    else:
-        from campaigns import render
-
-        render.submission(report)
+    _emit(args, report, "submission")
     return 0
 
 
@@ -298,12 +298,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             report = manager.status(verbose=True, reconciled_at=report.reconciled_at)
     else:
         report = manager.status(verbose=args.verbose)
-    if args.json:
-        _print_json(report.to_dict())
-    else:
-        from campaigns import render
-
-        render.status(report, verbose=args.verbose)
+    _emit(args, report, "status", args.verbose)
     return 0
 
 
@@ -311,12 +306,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     manager = _manager(args)
     if args.once:
         report = manager.monitor_progress(resubmit=args.resubmit, backend=args.backend)
-        if args.json:
-            _print_json(report.to_dict())
-        else:
-            from campaigns import render
-
-            render.status(report)
+        _emit(args, report, "status")
         return 0
     interval = args.interval or manager.spec.machine.poll_interval_seconds
     reports = manager.watch(interval, resubmit=args.resubmit, backend=args.backend)
@@ -339,12 +329,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
         reset_keys=args.reset,
         backend=args.backend,
     )
-    if args.json:
-        _print_json(report.to_dict())
-    else:
-        from campaigns import render
-
-        render.retry(report)
+    _emit(args, report, "retry")
     return 0
 
 
@@ -359,12 +344,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_qa(args: argparse.Namespace) -> int:
     report = _manager(args).qa(requeue=args.requeue)
-    if args.json:
-        _print_json(report.to_dict())
-    else:
-        from campaigns import render
-
-        render.qa(report)
+    _emit(args, report, "qa")
     if report.invalid:
         keys = ", ".join(key for key, _ in report.invalid[:5])
         more = f" and {len(report.invalid) - 5} more" if len(report.invalid) > 5 else ""
@@ -379,12 +359,7 @@ def cmd_qa(args: argparse.Namespace) -> int:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     report = _manager(args).estimate_resources()
-    if args.json:
-        _print_json(report.to_dict())
-    else:
-        from campaigns import render
-
-        render.estimate(report)
+    _emit(args, report, "estimate")
     return 0
 
 
