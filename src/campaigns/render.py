@@ -247,10 +247,12 @@ def _plain_monitor(reports: Iterable[StatusReport]) -> None:
     for report in reports:
         last = report
         stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
-        counts = " ".join(f"{k}={v}" for k, v in report.counts.items())
+        counts = ", ".join(f"{k} {v:,}" for k, v in report.counts.items() if v and k != "completed")
         extra = f" [{report.unknown_scheduler}]" if report.unknown_scheduler else ""
         console.print(
-            f"{stamp} {report.counts['completed']}/{report.total} completed; {counts}{extra}"
+            f"{stamp} {report.counts['completed']:,}/{report.total:,} completed"
+            f"{'; ' + counts if counts else ''}{extra}",
+            soft_wrap=True,
         )
     if last is not None:
         status(last)
