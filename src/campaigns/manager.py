@@ -244,26 +244,22 @@ class CampaignManager:
                     "source": str(self.config_path),
                     "config": json.dumps(self.spec.merged, default=str),
                 },
-                groups=[
-                    {
-                        "id": g.index,
-                        "resources": json.dumps(g.resources.as_dict()),
-                        "max_retries": g.max_retries,
-                    }
-                    for g in expansion.groups
-                ],
+                groups=_group_rows(expansion),
                 jobs=_job_rows(expansion, self.spec.config_hash),
                 now=now,
             )
             store.close()
-            from campaigns import provenance
-
-            provenance.write(self.layout, self.spec, self.config_path)
-            # Written last: its presence means "initialised".
-            write_atomic(
-                self.layout.config_file, yaml.safe_dump(dict(self.spec.merged), sort_keys=False)
-            )
+            self._write_metadata()
         return InitReport(str(self.layout.root), len(expansion.jobs), created=True)
+
+    def _write_metadata(self) -> None:
+        """Provenance files, then the merged config last: its presence means "initialised"."""
+        from campaigns import provenance
+
+        provenance.write(self.layout, self.spec, self.config_path)
+        write_atomic(
+            self.layout.config_file, yaml.safe_dump(dict(self.spec.merged), sort_keys=False)
+        )
 
     def _reinit(self, expansion: Expansion, force: bool) -> InitReport:
         stored = self.store.campaign()
@@ -284,21 +280,11 @@ class CampaignManager:
             added = self.store.adopt_config(
                 config=json.dumps(self.spec.merged, default=str),
                 config_hash=self.spec.config_hash,
-                groups=[
-                    {
-                        "id": g.index,
-                        "resources": json.dumps(g.resources.as_dict()),
-                        "max_retries": g.max_retries,
-                    }
-                    for g in expansion.groups
-                ],
+                groups=_group_rows(expansion),
                 jobs=_job_rows(expansion, self.spec.config_hash),
                 now=self.clock(),
             )
-            provenance.write(self.layout, self.spec, self.config_path)
-            write_atomic(
-                self.layout.config_file, yaml.safe_dump(dict(self.spec.merged), sort_keys=False)
-            )
+            self._write_metadata()
         return InitReport(
             str(self.layout.root),
             len(expansion.jobs),
@@ -881,6 +867,17 @@ def _validated_hash(config: Path, root: str | os.PathLike[str] | None) -> str | 
         return value if isinstance(value, str) else None
     except Exception:  # noqa: BLE001 -- a peek only: the real load reports any problem
         return None
+
+
+def _group_rows(expansion: Expansion) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": g.index,
+            "resources": json.dumps(g.resources.as_dict()),
+            "max_retries": g.max_retries,
+        }
+        for g in expansion.groups
+    ]
 
 
 def _job_rows(expansion: Expansion, config_hash: str) -> Iterator[dict[str, Any]]:
