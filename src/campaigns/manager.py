@@ -18,9 +18,7 @@ import json
 import os
 import random
 import shutil
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,17 +30,14 @@ from campaigns.config import load_campaign
 from campaigns.errors import (
     ConfigChangedError,
     InputError,
-    SchedulerError,
-    SubmissionUnknownError,
 )
-from campaigns.expand import CommandTemplate, Expansion, expand
+from campaigns.expand import Expansion, expand
 from campaigns.layout import Layout
 from campaigns.lock import CampaignLock
 from campaigns.planning import ArrayPlan, plan_arrays
-from campaigns.policy import RetryPolicy, scaled
+from campaigns.policy import RetryPolicy
 from campaigns.reconcile import Reconciler
 from campaigns.reports import (
-    ArraySummary,
     CancelReport,
     EstimateReport,
     Failure,
@@ -54,10 +49,11 @@ from campaigns.reports import (
     SubmitReport,
     ValidationReport,
 )
-from campaigns.scheduler.base import ArrayRequest, Scheduler
-from campaigns.spec import CampaignSpec, JobGroup, Resources
+from campaigns.scheduler.base import Scheduler
+from campaigns.spec import CampaignSpec, JobGroup
 from campaigns.states import JobState
 from campaigns.store import Store
+from campaigns.submit import Submitter
 from campaigns.worker import write_atomic
 
 if TYPE_CHECKING:
@@ -85,12 +81,6 @@ def make_scheduler(name: str, spec: CampaignSpec) -> Scheduler:
 
         return SlurmScheduler(python=spec.machine.python)
     raise InputError(f"unknown backend '{name}'; choose one of: {', '.join(BACKENDS)}.")
-
-
-@dataclass
-class _Loaded:
-    spec: CampaignSpec
-    expansion: Expansion
 
 
 class CampaignManager:
@@ -304,242 +294,7 @@ class CampaignManager:
         scheduler = self.scheduler(name)
         with self.lock():
             recovered = Reconciler(self).recover_intents()
-            return self._submit(name, scheduler, limit, dry_run, recovered)
-
-    def _submit(
-        self,
-        name: str,
-        scheduler: Scheduler,
-        limit: int | None,
-        dry_run: bool,
-        recovered: list[str],
-        only_keys: Sequence[str] | None = None,
-    ) -> SubmitReport:
-        """Plan and submit pending jobs (or only `only_keys`; a dry run also takes failed ones)."""
-        store = self.store
-        groups = {
-            gid: JobGroup(gid, Resources.from_dict(g["resources"]), g["max_retries"])
-            for gid, g in store.groups().items()
-        }
-        states = ["pending", "failed"] if dry_run and only_keys else ["pending"]
-        candidates = store.jobs(
-            states=states, columns=["id", "group_id", "time_scale", "memory_scale"], keys=only_keys
-        )
-        pending, groups = self._escalated_groups(candidates, groups)
-        max_array = self.spec.machine.max_array_size or _site_max_array_size(scheduler)
-        capacity = self.spec.machine.max_queued_jobs - store.open_task_count()
-        plan = plan_arrays(
-            pending,
-            groups,
-            batch_size=self.spec.execution.batch_size,
-            max_array_size=max_array,
-            jobs_per_task=self.spec.execution.jobs_per_task,
-            capacity=capacity,
-            limit=limit,
-        )
-        if not plan.arrays:
-            return SubmitReport(name, dry_run, [], 0, plan.waiting, recovered)
-        job_ids = [jid for array in plan.arrays for task in array.tasks for jid in task]
-        wanted = set(job_ids)
-        jobs = {r["id"]: r for r in store.jobs(states=states, keys=only_keys) if r["id"] in wanted}
-        summaries = []
-        if name == "slurm" or name == "local":
-            store.set_backend(name)
-        for array in plan.arrays:
-            real = dataclasses.replace(array, group=groups[array.group].index)  # virtual -> real
-            summaries.append(self._submit_array(name, scheduler, real, jobs, dry_run))
-        submitted = sum(s.n_jobs for s in summaries)
-        return SubmitReport(name, dry_run, summaries, submitted, plan.waiting, recovered)
-
-    def _escalated_groups(
-        self, candidates: Sequence[Mapping[str, Any]], groups: dict[int, JobGroup]
-    ) -> tuple[list[tuple[int, int]], dict[int, JobGroup]]:
-        """Jobs whose time or memory was escalated after a failure get their own (virtual) group,
-        so arrays never mix resource requests."""
-        virtual: dict[tuple[int, float, float], int] = {}
-        out = dict(groups)
-        pending = []
-        for row in candidates:
-            key = (row["group_id"], row["time_scale"], row["memory_scale"])
-            if key[1:] == (1.0, 1.0):
-                pending.append((row["id"], row["group_id"]))
-                continue
-            if key not in virtual:
-                base = groups[row["group_id"]]
-                minutes, memory = scaled(
-                    base.resources.time_minutes,
-                    base.resources.memory_mb,
-                    key[1],
-                    key[2],
-                    self.retry_policy,
-                )
-                index = virtual[key] = max(out) + 1
-                out[index] = JobGroup(
-                    row["group_id"],
-                    dataclasses.replace(base.resources, time_minutes=minutes, memory_mb=memory),
-                    base.max_retries,
-                )
-            pending.append((row["id"], virtual[key]))
-        return pending, out
-
-    def _submit_array(
-        self,
-        name: str,
-        scheduler: Scheduler,
-        array: ArrayPlan,
-        jobs: Mapping[int, Mapping[str, Any]],
-        dry_run: bool,
-    ) -> ArraySummary:
-        token = uuid.uuid4().hex[:12]
-        store = self.store
-        task_rows = []
-        for index, task in enumerate(array.tasks):
-            for job_id in task:
-                job = jobs[job_id]
-                task_rows.append(
-                    {
-                        "job_id": job_id,
-                        "attempt": job["attempts"] + 1,
-                        "task_index": index,
-                        "time_minutes": array.resources.time_minutes,
-                        "memory_mb": array.resources.memory_mb,
-                    }
-                )
-        if dry_run:
-            folder = self.layout.logs / "dry-run" / f"plan-{token}"
-            request = self._write_array(folder, token, array, jobs, task_rows, name)
-            return ArraySummary(
-                None,
-                None,
-                len(array.tasks),
-                array.n_jobs,
-                array.group,
-                array.resources.describe(),
-                str(folder),
-                scheduler.render(request),
-            )
-        now = self.clock()
-        submission_id = store.record_intent(
-            {
-                "token": token,
-                "backend": name,
-                "group_id": array.group,
-                "n_tasks": len(array.tasks),
-                "n_jobs": array.n_jobs,
-                "log_dir": "",
-            },
-            task_rows,
-            now,
-            self.spec.config_hash,
-        )
-        folder = self.layout.array_dir(submission_id)
-        request = self._write_array(folder, token, array, jobs, task_rows, name)
-        store.set_log_dir(submission_id, str(folder))
-        try:
-            scheduler_id = scheduler.submit(request)
-        except SubmissionUnknownError:
-            raise  # keep the intent: recover_intents() looks for it by token next time
-        except SchedulerError as exc:
-            store.abandon(submission_id, str(exc), self.clock())
-            raise
-        logs = {
-            i: str(scheduler.log_path(folder, scheduler_id, i)) for i in range(len(array.tasks))
-        }
-        store.mark_submitted(submission_id, scheduler_id, logs, self.clock())
-        return ArraySummary(
-            submission_id,
-            scheduler_id,
-            len(array.tasks),
-            array.n_jobs,
-            array.group,
-            array.resources.describe(),
-            str(folder),
-        )
-
-    def _write_array(
-        self,
-        folder: Path,
-        token: str,
-        array: ArrayPlan,
-        jobs: Mapping[int, Mapping[str, Any]],
-        task_rows: Sequence[Mapping[str, Any]],
-        backend: str,
-    ) -> ArrayRequest:
-        """Write array.json and tasks.jsonl (atomically) and describe the request."""
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "manifests").mkdir(exist_ok=True)
-        template = CommandTemplate.parse(self.spec.command)
-        attempt_of = {r["job_id"]: r["attempt"] for r in task_rows}
-        lines = []
-        for task in array.tasks:
-            entries = []
-            for job_id in task:
-                job = jobs[job_id]
-                entries.append(self._task_entry(job, attempt_of[job_id], folder, template))
-            lines.append(json.dumps({"jobs": entries}))
-        write_atomic(folder / "tasks.jsonl", "\n".join(lines) + "\n")
-        launcher = None
-        if array.resources.ntasks > 1:
-            launcher = self.spec.machine.launcher.replace("{ntasks}", str(array.resources.ntasks))
-        header = {
-            "campaign": self.spec.name,
-            "version": self.spec.version,
-            "token": token,
-            "campaign_dir": str(self.layout.root),
-            "config_hash": self.spec.config_hash,
-            "n_tasks": len(array.tasks),
-            "n_jobs": array.n_jobs,
-            "parallel": array.parallel,
-            "launcher": launcher,
-            "backend": backend,
-            "array_parallelism": self.spec.execution.array_parallelism,
-            "resources": array.resources.as_dict(),
-            "slots_dir": str(self.layout.logs / ".slots"),
-            "local_slots": self.spec.execution.local_workers or None,
-        }
-        write_atomic(folder / "array.json", json.dumps(header, indent=1) + "\n")
-        return ArrayRequest(
-            token=token,
-            name=f"cmp-{self.spec.slug[:40]}-{token}",
-            folder=folder,
-            n_tasks=len(array.tasks),
-            resources=array.resources,
-            parallelism=self.spec.execution.array_parallelism,
-            setup=self.spec.machine.setup,
-            python=self.spec.machine.python,
-        )
-
-    def _task_entry(
-        self, job: Mapping[str, Any], attempt: int, folder: Path, template: CommandTemplate
-    ) -> dict[str, Any]:
-        params = json.loads(job["params"])
-        final = self.layout.output(job["output"])
-        tmp = (
-            final.with_name(f".{final.stem}.attempt{attempt}.tmp{final.suffix}")
-            if self.spec.atomic_output
-            else None
-        )
-        values = {
-            **params,
-            "output": str(tmp or final),
-            "job_key": job["key"],
-            "attempt": attempt,
-            "campaign_dir": str(self.layout.root),
-            "compression": self.spec.compression,
-        }
-        return {
-            "id": job["id"],
-            "uid": job["uid"],
-            "key": job["key"],
-            "attempt": attempt,
-            "params": params,
-            "command": template.render(values),
-            "output": str(final),
-            "output_rel": job["output"],
-            "tmp_output": str(tmp) if tmp else None,
-            "manifest": str(folder / "manifests" / f"{job['uid']}.json"),
-            "env": dict(self.spec.env),
-        }
+            return Submitter(self).submit(name, scheduler, limit, dry_run, recovered)
 
     # -- monitor / status ---------------------------------------------------------
 
@@ -554,7 +309,7 @@ class CampaignManager:
             if resubmit:
                 self.retry_failed_jobs(submit=True, backend=backend, _locked=True)
                 name = self.resolve_backend(backend or self.store.campaign().get("backend"))
-                self._submit(name, self.scheduler(name), None, False, [])
+                Submitter(self).submit(name, self.scheduler(name), None, False, [])
         return self.status(reconciled_at=self.clock(), scheduler_error=error)
 
     def watch(
@@ -823,7 +578,7 @@ class CampaignManager:
             report = RetryReport([r["key"] for r in reset], waiting, exhausted, dry_run=dry_run)
         if submit and report.reset:
             name = self.resolve_backend(backend or store.campaign().get("backend"))
-            sub = self._submit(
+            sub = Submitter(self).submit(
                 name, self.scheduler(name), None, dry_run, [], only_keys=report.reset
             )
             report = RetryReport(report.reset, report.waiting, report.exhausted, sub, dry_run)
@@ -896,8 +651,3 @@ def _job_rows(expansion: Expansion, config_hash: str) -> Iterator[dict[str, Any]
             "time_scale": 1.0,
             "memory_scale": 1.0,
         }
-
-
-def _site_max_array_size(scheduler: Scheduler) -> int | None:
-    getter = getattr(scheduler, "max_array_size", None)
-    return getter() if callable(getter) else None
