@@ -76,8 +76,8 @@ class Submitter:
         wanted = set(job_ids)
         jobs = {r["id"]: r for r in store.jobs(states=states, keys=only_keys) if r["id"] in wanted}
         summaries = []
-        if name == "slurm" or name == "local":
-            store.set_backend(name)
+        if not dry_run:
+            store.set_backend(name)  # `retry --submit` uses the backend last submitted to
         for array in plan.arrays:
             real = dataclasses.replace(array, group=groups[array.group].index)  # virtual -> real
             summaries.append(self._submit_array(name, scheduler, real, jobs, dry_run))
