@@ -41,20 +41,9 @@ FIXED = (
     "output",
     "scheduler_id",
 )
-_JOB_COLUMNS = [
-    "key",
-    "uid",
-    "params",
-    "state",
-    "attempts",
-    "failure_class",
-    "exit_code",
-    "error",
-    "started_at",
-    "ended_at",
-    "output",
-    "scheduler_id",
-]
+# The store columns behind FIXED: `params` spreads into one column per parameter and
+# `runtime_seconds` is derived from the times.
+_JOB_COLUMNS = ["params", *(c for c in FIXED if c != "runtime_seconds")]
 
 
 @dataclass(frozen=True)
