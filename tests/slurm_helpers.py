@@ -194,15 +194,22 @@ def monitor_until_done(
     *,
     timeout: float = 180,
     interval: float = 1.0,
+    submit: bool = False,
 ) -> dict[str, Any]:
-    """Loop `monitor --once --json` until nothing is queued or running (bounded)."""
+    """Loop `monitor --once --json` until nothing is queued or running (bounded).
+
+    With `submit`, loop `monitor --once --submit --json` until the campaign is finished
+    (due retries and pending jobs submitted as it goes).
+    """
     deadline = time.monotonic() + timeout
+    extra = ["--submit"] if submit else []
     while True:
         report: dict[str, Any] = json.loads(
-            ok(["monitor", str(config), "--root", str(root), "--once", "--json"], capsys)
+            ok(["monitor", str(config), "--root", str(root), "--once", *extra, "--json"], capsys)
         )
         counts = report["counts"]
-        if counts["queued"] + counts["running"] == 0:
+        done = report["finished"] if submit else counts["queued"] + counts["running"] == 0
+        if done:
             return report
         if report.get("scheduler_error"):
             print(f"monitor: {report['scheduler_error']}")
@@ -249,18 +256,7 @@ def run_until_finished(
     interval: float = 1.0,
 ) -> dict[str, Any]:
     """Loop `monitor --once --submit --json` until the campaign is finished (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        report: dict[str, Any] = json.loads(
-            ok(
-                ["monitor", str(config), "--root", str(root), "--once", "--submit", "--json"],
-                capsys,
-            )
-        )
-        if report["finished"]:
-            return report
-        assert time.monotonic() < deadline, f"not finished after {timeout:.0f} s: {report}"
-        time.sleep(interval)
+    return monitor_until_done(config, root, capsys, timeout=timeout, interval=interval, submit=True)
 
 
 # -- Slurm's own view ---------------------------------------------------------------------
