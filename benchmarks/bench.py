@@ -163,9 +163,9 @@ def reconcile_cycle(config: Path, root: Path) -> float:
     manifest, as after a whole campaign finished between two polls.
     """
     sys.path.insert(0, str(REPO / "src"))
-    from campaigns.manager import CampaignManager
+    from campaigns.core.states import TaskState
+    from campaigns.ops.manager import CampaignManager
     from campaigns.scheduler.base import ArrayStatus, TaskStatus
-    from campaigns.states import TaskState
 
     class AllDone:
         name = "bench"
@@ -240,11 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     startup = python_startup()
     cli_import = best_of(5, lambda: run_command([PYTHON, "-c", "import campaigns.cli"], REPO))[0]
     manager_import = best_of(
-        5, lambda: run_command([PYTHON, "-c", "import campaigns.manager"], REPO)
+        5, lambda: run_command([PYTHON, "-c", "import campaigns.ops.manager"], REPO)
     )[0]
     print(
         f"  python start-up {startup:.3f} s; import campaigns.cli {cli_import:.3f} s; "
-        f"import campaigns.manager (SQLAlchemy, jsonschema, ...) {manager_import:.3f} s"
+        f"import campaigns.ops.manager (SQLAlchemy, jsonschema, ...) {manager_import:.3f} s"
     )
     targets = {40_000: {"init_s": 1.0, "status_s": 0.3}, 100_000: {"init_s": 2.5}}
     with tempfile.TemporaryDirectory(prefix="campaigns-bench-") as tmp:

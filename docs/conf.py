@@ -10,8 +10,9 @@ sys.path.insert(0, str(HERE.parent / "src"))
 
 from campaigns import __version__  # noqa: E402
 from campaigns.cli import build_parser  # noqa: E402
-from campaigns.config import load_schema  # noqa: E402
-from campaigns.reference import cli_reference_rst, config_reference_rst  # noqa: E402
+from campaigns.cli.reference import cli_reference_rst, config_reference_rst  # noqa: E402
+from campaigns.core.config import load_schema, with_backends  # noqa: E402
+from campaigns.scheduler import registry  # noqa: E402
 
 project = "campaigns"
 author = "campaigns developers"
@@ -27,7 +28,10 @@ def _write_generated() -> None:
     out = HERE / "generated"
     out.mkdir(exist_ok=True)
     for name, text in (
-        ("configuration_reference.rst", config_reference_rst(load_schema())),
+        (
+            "configuration_reference.rst",
+            config_reference_rst(with_backends(load_schema(), registry.names())),
+        ),
         ("cli_reference.rst", cli_reference_rst(build_parser())),
     ):
         path = out / name

@@ -17,6 +17,8 @@ import pytest
 from slurm_helpers import Cluster, require_slurm, scancel_campaign
 
 REQUIRE_SLURM = os.environ.get("CAMPAIGNS_REQUIRE_SLURM") == "1" or bool(os.environ.get("CI"))
+#: The repository's own campaign folder, where the README's quickstart leaves its example.
+REPO_CAMPAIGNS = Path(__file__).resolve().parents[1] / "campaigns"
 _slurm_outcomes: dict[str, int] = {"passed": 0, "skipped": 0, "failed": 0}
 
 
@@ -31,7 +33,34 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _slurm_outcomes["failed"] += 1
 
 
+def _snapshot(folder: Path) -> dict[str, float]:
+    """Every path under `folder` with its modification time."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): p.lstat().st_mtime for p in folder.rglob("*")}
+
+
+_repo_campaigns_before: dict[str, float] = {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _repo_campaigns_before.update(_snapshot(REPO_CAMPAIGNS))
+
+
+@pytest.fixture(autouse=True)
+def _away_from_the_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own directory: a default `./campaigns` lands in tmp_path,
+    never in the repository (where the quickstart's example campaign may live)."""
+    monkeypatch.chdir(tmp_path)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _snapshot(REPO_CAMPAIGNS) != _repo_campaigns_before:
+        print(
+            f"\nA test wrote into the repository's {REPO_CAMPAIGNS}: tests must keep their "
+            "campaigns under tmp_path. Failing the session."
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if not REQUIRE_SLURM or session.config.getoption("collectonly"):
         return
     if _slurm_outcomes["skipped"] or not _slurm_outcomes["passed"]:

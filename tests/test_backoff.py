@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campaigns.backoff import BackoffPolicy, attempts_left, retry_standing
+from campaigns.core.backoff import BackoffPolicy, attempts_left, retry_standing
 
 policies = st.builds(
     BackoffPolicy,

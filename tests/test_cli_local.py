@@ -336,7 +336,7 @@ def test_submit_killed_at_random_points_runs_every_job_exactly_once(
 def test_a_second_manager_is_told_who_holds_the_lock(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from campaigns.lock import CampaignLock
+    from campaigns.ops.lock import CampaignLock
 
     config = write_campaign(tmp_path)
     assert run(["init", str(config), "--root", str(tmp_path)], capsys)[0] == 0
@@ -347,7 +347,7 @@ def test_a_second_manager_is_told_who_holds_the_lock(
             "-c",
             (
                 "import sys, time; sys.path.insert(0, {!r})\n"
-                "from campaigns.lock import CampaignLock\n"
+                "from campaigns.ops.lock import CampaignLock\n"
                 "from pathlib import Path\n"
                 "with CampaignLock(Path({!r})):\n"
                 "    print('held', flush=True); time.sleep(30)\n"

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from campaigns import config, expand, yamlsource
+from campaigns.core import config, expand, yamlsource
 from campaigns.errors import ConfigError, format_key_path
+from campaigns.scheduler import registry
 
 INVALID = Path(__file__).parent / "invalid_configs"
 LOCAL_MACHINE = (config.CONFIG_ROOT / "defaults" / "local.yaml").read_text()
@@ -64,7 +65,7 @@ def build(campaign: str, machine: str = MACHINE, machine_path: str = "testbox.ya
     return config.build_spec(
         yamlsource.parse(campaign, "campaign.yaml"),
         yamlsource.parse(machine, machine_path, "machine file"),
-        config.load_schema(),
+        config.with_backends(config.load_schema(), registry.names()),
     )
 
 
@@ -281,7 +282,7 @@ def test_shipped_examples_load() -> None:
     root = Path(__file__).resolve().parents[1] / "config" / "examples"
     small = config.load_campaign(root / "test_campaign.yaml")
     assert small.job_count == 30 and small.machine.name == "local"
-    assert small.execution.backoff.base_seconds == 5 and small.execution.max_retries == 2
+    assert small.execution.retry.backoff.base_seconds == 5 and small.execution.max_retries == 2
     big = config.load_campaign(root / "production_campaign.yaml")
     assert big.job_count == 40_000 and big.machine.name == "nersc"
     assert big.machine.setup == ("module load python", "module load cray-hdf5")

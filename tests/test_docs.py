@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from campaigns.cli import main
-from campaigns.config import load_schema
-from campaigns.reference import config_reference_rst, walk
+from campaigns.cli.reference import config_reference_rst, walk
+from campaigns.core.config import load_schema
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"

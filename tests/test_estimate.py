@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from campaigns.cli import main
-from campaigns.estimate import Limits, concurrency, percentile
+from campaigns.core.estimate import Limits, concurrency, percentile
 
 REPO = Path(__file__).resolve().parents[1]
 

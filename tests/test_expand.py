@@ -12,9 +12,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campaigns import config, expand, yamlsource
+from campaigns.core import config, expand, yamlsource
+from campaigns.core.expand import CommandTemplate, iter_chunks, job_uid
 from campaigns.errors import ConfigError
-from campaigns.expand import CommandTemplate, iter_chunks, job_uid
+from campaigns.scheduler import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_MACHINE = (ROOT / "config" / "defaults" / "local.yaml").read_text()
@@ -26,7 +27,7 @@ def spec_of(parameters: str, output: str, command: str = "run {output}", extra: 
     return config.build_spec(
         yamlsource.parse(text + extra, "campaign.yaml"),
         yamlsource.parse(LOCAL_MACHINE, "local.yaml", "machine file"),
-        config.load_schema(),
+        config.with_backends(config.load_schema(), registry.names()),
     )
 
 
@@ -36,7 +37,7 @@ def spec_from_mapping(parameters: dict, output: str):
     return config.build_spec(
         yamlsource.parse(text, "campaign.yaml"),
         yamlsource.parse(LOCAL_MACHINE, "local.yaml", "machine file"),
-        config.load_schema(),
+        config.with_backends(config.load_schema(), registry.names()),
     )
 
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campaigns.planning import Plan, plan_arrays, task_parallelism, task_resources
-from campaigns.spec import JobGroup, Resources
+from campaigns.core.planning import Limits, Plan, plan_arrays, task_parallelism, task_resources
+from campaigns.core.spec import JobGroup, Resources
 
 ONE_CPU = Resources(time_minutes=30)
 FOUR_CPU = Resources(cpus_per_task=4, time_minutes=30, memory_mb=1000)
@@ -30,9 +30,7 @@ def plan(
     return plan_arrays(
         pending,
         groups,
-        batch_size=batch_size,
-        max_array_size=max_array_size,
-        jobs_per_task=jobs_per_task,
+        Limits(batch_size, max_array_size, jobs_per_task, 256, capacity),
         capacity=capacity,
         limit=limit,
     )
@@ -215,8 +213,8 @@ def test_plan_properties(
 
 
 def test_packed_task_asks_for_the_memory_of_the_jobs_it_runs_at_once() -> None:
-    from campaigns.planning import task_resources
-    from campaigns.spec import Resources
+    from campaigns.core.planning import task_resources
+    from campaigns.core.spec import Resources
 
     base = Resources(cpus_per_task=4, memory_mb=1000, time_minutes=10)
     packed = task_resources(base, 8)  # 4 at a time, 2 waves

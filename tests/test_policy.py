@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from campaigns.backoff import BackoffPolicy
-from campaigns.policy import INFRASTRUCTURE, RetryPolicy, decide, scaled
-from campaigns.states import FailureClass
+from campaigns.core.backoff import BackoffPolicy
+from campaigns.core.policy import INFRASTRUCTURE, RetryPolicy, decide, scaled
+from campaigns.core.states import FailureClass
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 POLICY = RetryPolicy(

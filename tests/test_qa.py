@@ -19,13 +19,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from campaigns import qa
 from campaigns.cli import main
+from campaigns.core.spec import QARules
 from campaigns.errors import InputError
-from campaigns.export import export_jobs
-from campaigns.manager import CampaignManager
-from campaigns.plots import FILES, write_summary_plots
-from campaigns.spec import QARules
+from campaigns.ops.export import export_jobs
+from campaigns.ops.manager import CampaignManager
+from campaigns.ops.qa import run_qa, summary_plots
+from campaigns.qa import checks as qa_checks
+from campaigns.qa.checks import Target, check_hdf5
+from campaigns.qa.plots import FILES
+from campaigns.qa.pool import check_outputs
+from campaigns.qa.report import COLUMNS
 
 CAMPAIGN = """\
 campaign: {{name: "QA test", version: "q1", machine: local}}
@@ -114,11 +118,11 @@ def now() -> datetime:
 def test_qa_passes_on_a_fresh_campaign(campaign: tuple[Path, Path]) -> None:
     config, root = campaign
     with manager(config, root) as m:
-        report = qa.run_qa(m.store, m.layout, m.spec, now())
+        report = run_qa(m.context)
     assert report.ok and report.checked == report.passed == 6 and report.invalid == []
     assert report.not_checked == {}
     frame = report.results
-    assert frame is not None and list(frame.columns) == list(qa.COLUMNS)
+    assert frame is not None and list(frame.columns) == list(COLUMNS)
     assert frame["ok"].all() and (frame["size"] > 0).all()
     assert frame["sha256"].str.len().eq(64).all()
     assert Path(report.latest).is_file() and Path(report.report).is_file()
@@ -138,7 +142,7 @@ def test_corrupt_missing_and_nan_outputs_are_found_requeued_and_rerun(tmp_path: 
             fh.write(b"\x00\xff" * 32)
         m.layout.output(deleted["output"]).unlink()
 
-        report = qa.run_qa(m.store, m.layout, m.spec, now())
+        report = run_qa(m.context)
         assert not report.ok and report.checked == 6 and report.passed == 4
         problems = dict(report.invalid)
         assert set(problems) == {corrupt["key"], deleted["key"]}
@@ -178,7 +182,7 @@ def test_corrupt_missing_and_nan_outputs_are_found_requeued_and_rerun(tmp_path: 
         )
         manifest.write_text(json.dumps(data))
 
-        report = qa.run_qa(m.store, m.layout, m.spec, now())
+        report = run_qa(m.context)
         problems = dict(report.invalid)
         assert set(problems) == {corrupt["key"], deleted["key"], nan["key"]}
         assert problems[nan["key"]] == [
@@ -186,16 +190,16 @@ def test_corrupt_missing_and_nan_outputs_are_found_requeued_and_rerun(tmp_path: 
         ]
         # The worker processes find the same problems as this process.
         targets = [
-            qa.Target(r["key"], r["uid"], r["output"], r["attempt"], r["manifest_path"])
+            Target(r["key"], r["uid"], r["output"], r["attempt"], r["manifest_path"])
             for r in m.store.qa_targets()
         ]
         hash_ = m.store.campaign()["config_hash"]
-        alone = qa.check_outputs(targets, m.layout.catalogs, hash_, m.spec.qa, processes=0)
-        pooled = qa.check_outputs(targets, m.layout.catalogs, hash_, m.spec.qa, processes=2)
+        alone = check_outputs(targets, m.layout.catalogs, hash_, m.spec.qa, processes=0)
+        pooled = check_outputs(targets, m.layout.catalogs, hash_, m.spec.qa, processes=2)
         assert [r["problems"] for r in alone] == [r["problems"] for r in pooled]
 
         # --requeue: exactly those jobs fail as invalid_output, due at once.
-        report = qa.run_qa(m.store, m.layout, m.spec, now(), requeue=True)
+        report = run_qa(m.context, requeue=True)
         assert sorted(report.requeued) == sorted(problems) and report.exhausted == []
         rows = {r["key"]: r for r in m.store.jobs()}
         for key, row in rows.items():
@@ -223,7 +227,7 @@ def test_corrupt_missing_and_nan_outputs_are_found_requeued_and_rerun(tmp_path: 
     report = run_to_end(config, root)
     assert report["counts"]["completed"] == 6, report
     with manager(config, root) as m:
-        again = qa.run_qa(m.store, m.layout, m.spec, now())
+        again = run_qa(m.context)
         assert again.ok and again.passed == 6, again.invalid
         assert {r["key"]: r["attempts"] for r in m.store.jobs()}[nan["key"]] == 2
         invalid_events = [e for e in m.store.events(200) if e["kind"] == "invalid"]
@@ -235,13 +239,13 @@ def test_requeue_of_a_job_without_attempts_left_leaves_it_exhausted(tmp_path: Pa
     with manager(config, root) as m:
         job = m.store.jobs(columns=["id", "key", "output"])[0]
         m.layout.output(job["output"]).unlink()
-        report = qa.run_qa(m.store, m.layout, m.spec, now(), requeue=True, plots=False)
+        report = run_qa(m.context, requeue=True, plots=False)
         assert report.exhausted == [job["key"]] and report.requeued == [] and report.plots == []
         row = m.store.jobs(ids=[job["id"]])[0]
         assert row["state"] == "failed" and row["failure_class"] == "invalid_output"
         assert row["next_retry_at"] is None
         # A second requeue finds nothing new to mark: the job is no longer completed.
-        again = qa.run_qa(m.store, m.layout, m.spec, now(), requeue=True, plots=False)
+        again = run_qa(m.context, requeue=True, plots=False)
         assert again.checked == 1 and again.not_checked == {"failed": 1}
         assert again.exhausted == [] and again.requeued == []
     code, out = cli("retry", str(config), "--root", str(root), "--json")
@@ -253,16 +257,16 @@ def test_config_hash_and_manifest_problems(campaign: tuple[Path, Path], tmp_path
     with manager(config, root) as m:
         rows = m.store.qa_targets()
         targets = [
-            qa.Target(r["key"], r["uid"], r["output"], r["attempt"], r["manifest_path"])
+            Target(r["key"], r["uid"], r["output"], r["attempt"], r["manifest_path"])
             for r in rows[:2]
         ]
-        found = qa.check_outputs(targets, m.layout.catalogs, "0" * 16, m.spec.qa)
+        found = check_outputs(targets, m.layout.catalogs, "0" * 16, m.spec.qa)
         assert all("config hash mismatch" in r["problems"][0] for r in found)
-        lost = qa.Target(
+        lost = Target(
             rows[0]["key"], rows[0]["uid"], rows[0]["output"], 1, str(tmp_path / "gone.json")
         )
-        bare = qa.Target(rows[1]["key"], rows[1]["uid"], rows[1]["output"], 1, None)
-        found = qa.check_outputs([lost, bare], m.layout.catalogs, m.spec.config_hash, m.spec.qa)
+        bare = Target(rows[1]["key"], rows[1]["uid"], rows[1]["output"], 1, None)
+        found = check_outputs([lost, bare], m.layout.catalogs, m.spec.config_hash, m.spec.qa)
         assert found[0]["problems"][0].startswith("manifest missing")
         assert found[1]["problems"] == ["no manifest recorded for attempt 1"]
 
@@ -285,9 +289,9 @@ def write_h5(path: Path, rows: int = 10, **datasets: np.ndarray) -> Path:
 
 
 def test_hdf5_rules(tmp_path: Path) -> None:
-    assert qa.check_hdf5(write_h5(tmp_path / "good.h5"), RULES) == []
+    assert check_hdf5(write_h5(tmp_path / "good.h5"), RULES) == []
     few = write_h5(tmp_path / "few.h5", rows=2)
-    assert qa.check_hdf5(few, RULES) == [
+    assert check_hdf5(few, RULES) == [
         "galaxies/x has 2 rows, fewer than min_rows 3",
         "galaxies/mass has 2 rows, fewer than min_rows 3",
     ]
@@ -295,7 +299,7 @@ def test_hdf5_rules(tmp_path: Path) -> None:
     with h5py.File(bad, "w") as fh:
         fh.create_group("galaxies/x")
         fh.create_dataset("galaxies/id", data=np.array([b"a", b"b"]))
-    assert qa.check_hdf5(bad, RULES) == [
+    assert check_hdf5(bad, RULES) == [
         "missing root attribute 'seed'",
         "galaxies/x is a group, not a dataset (required_datasets)",
         "missing dataset galaxies/mass (required_datasets)",
@@ -303,7 +307,7 @@ def test_hdf5_rules(tmp_path: Path) -> None:
     ]
     text = tmp_path / "text.h5"
     text.write_text("not hdf5\n")
-    assert qa.check_hdf5(text, RULES)[0].startswith("not a readable HDF5 file")
+    assert check_hdf5(text, RULES)[0].startswith("not a readable HDF5 file")
 
 
 def test_nonfinite_values_in_blocks_2d_and_compound(
@@ -313,15 +317,15 @@ def test_nonfinite_values_in_blocks_2d_and_compound(
     mass[[37, 38, 91]] = [np.nan, np.inf, -np.inf]
     path = write_h5(tmp_path / "nan.h5", rows=100, mass=mass)
     expected = ["galaxies/mass holds NaN/inf values in 3 rows (first at row 37)"]
-    assert qa.check_hdf5(path, RULES) == expected
-    monkeypatch.setattr(qa, "BLOCK_BYTES", 64)  # many small reads: rows still counted right
-    assert qa.check_hdf5(path, RULES) == expected
+    assert check_hdf5(path, RULES) == expected
+    monkeypatch.setattr(qa_checks, "BLOCK_BYTES", 64)  # many small reads: rows still counted right
+    assert check_hdf5(path, RULES) == expected
     grid = np.zeros((50, 3))
     grid[44, 2] = np.nan
     compound = np.zeros(20, dtype=[("m", "f4"), ("n", "i4")])
     compound["m"][5] = np.inf
     path = write_h5(tmp_path / "shapes.h5", rows=50, x=grid, mass=compound)
-    assert qa.check_hdf5(path, RULES) == [
+    assert check_hdf5(path, RULES) == [
         "galaxies/x holds NaN/inf values in 1 rows (first at row 44)",
         "galaxies/mass holds NaN/inf values in 1 rows (first at row 5)",
     ]
@@ -332,7 +336,7 @@ def test_hdf5_worker_process(tmp_path: Path) -> None:
     few = write_h5(tmp_path / "few.h5", rows=1)
     request = {"rules": asdict(RULES), "paths": [[0, str(good)], [1, str(few)]]}
     done = subprocess.run(
-        [sys.executable, "-m", "campaigns.qa"],
+        [sys.executable, "-m", "campaigns.qa.pool"],
         input=json.dumps(request),
         capture_output=True,
         text=True,
@@ -350,8 +354,8 @@ def test_plots_of_a_campaign_that_has_not_run(tmp_path: Path) -> None:
     config.write_text(CAMPAIGN.format(n=2, max_retries=1))
     assert cli("init", str(config), "--root", str(tmp_path))[0] == 0
     with manager(config, tmp_path) as m:
-        paths = write_summary_plots(m.store, m.layout)
-        report = qa.run_qa(m.store, m.layout, m.spec, now())
+        paths = summary_plots(m.context)
+        report = run_qa(m.context)
     assert [p.name for p in paths] == list(FILES)
     assert all(p.stat().st_size > 5000 for p in paths)
     assert report.ok and report.checked == 0 and report.not_checked == {"pending": 4}

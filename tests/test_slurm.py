@@ -23,10 +23,11 @@ from pathlib import Path
 import h5py
 import pytest
 
+from campaigns.core.spec import Resources
+from campaigns.core.states import TaskState
 from campaigns.scheduler.base import ArrayRequest
-from campaigns.scheduler.slurm import SlurmScheduler, expand_ranges, parse_sacct
-from campaigns.spec import Resources
-from campaigns.states import TaskState
+from campaigns.scheduler.slurm import SlurmScheduler
+from campaigns.scheduler.slurm_text import expand_ranges, parse_sacct
 from slurm_helpers import (
     EXAMPLE,
     Cluster,
@@ -198,7 +199,7 @@ def test_example_campaign_runs_as_submitit_arrays(
         script = (folder / f"{sid}_submission.sh").read_text()
         assert "#SBATCH --array=0-9%10" in script and "#SBATCH --no-requeue" in script
         assert "#SBATCH --signal=B:USR2@90" in script
-        assert re.search(r"^exec \S+ -u -m campaigns\.worker ", script, re.MULTILINE)
+        assert re.search(r"^exec \S+ -u -m campaigns\.node\.worker ", script, re.MULTILINE)
         files = sorted(p.name for p in folder.iterdir())
         assert files == sorted(
             [
@@ -276,12 +277,12 @@ def test_dry_run_prints_the_script_and_submits_nothing(
     assert report["dry_run"] and [a["scheduler_id"] for a in report["arrays"]] == [None]
     script = report["arrays"][0]["script"]
     assert script.startswith("#!/bin/bash") and "#SBATCH --array=0-4%5" in script
-    assert "campaigns.worker" in script
+    assert "campaigns.node.worker" in script
     code, out, err = run(
         ["submit", str(config), "--root", str(tmp_path), "--backend", "slurm", "--dry-run"], capsys
     )
     assert code == 0, err
-    assert "#SBATCH --array=0-4%5" in out and "campaigns.worker" in out
+    assert "#SBATCH --array=0-4%5" in out and "campaigns.node.worker" in out
     directory = campaign_dir(config, tmp_path, capsys)
     assert status(config, tmp_path, capsys)["counts"]["pending"] == 5
     assert not [s for s in submissions(directory) if s["scheduler_id"]]
@@ -452,7 +453,7 @@ def test_crash_after_sbatch_is_recovered_by_token(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """sbatch succeeded but the id was never recorded: the next run finds the array by name."""
-    from campaigns.manager import CampaignManager
+    from campaigns.ops.manager import CampaignManager
     from campaigns.store import Store
 
     config = write_campaign(tmp_path, "recover", n=4)
@@ -577,7 +578,7 @@ def test_sacct_down_means_status_unknown_and_nothing_changes(
     leftovers: list[Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import campaigns.scheduler.slurm as slurm_backend
+    import campaigns.scheduler.slurm_cli as slurm_backend
 
     config = write_campaign(tmp_path, "sacct down", n=2, command='"sleep 30"')
     start(config, tmp_path, capsys, leftovers)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns.states import (
+from campaigns.core.states import (
     ALL_STATES,
     TRANSITIONS,
     FailureClass,
@@ -187,7 +187,8 @@ ALLOWED = {
     ("running", "completed"),
     ("running", "failed"),
     ("running", "cancelled"),
-    ("completed", "failed"),
+    ("completed", "failed"),  # qa --requeue
+    ("completed", "pending"),  # retry --reset
     ("failed", "pending"),
     ("cancelled", "pending"),
 }

@@ -8,13 +8,13 @@ __version__ = "0.1.0"
 __all__ = ["CampaignManager", "__version__"]
 
 if TYPE_CHECKING:
-    from campaigns.manager import CampaignManager
+    from campaigns.ops.manager import CampaignManager
 
 
 def __getattr__(name: str) -> Any:
-    # Imported lazily so `python -m campaigns.worker` on a compute node stays light.
+    # Imported lazily so `python -m campaigns.node.worker` on a compute node stays light.
     if name == "CampaignManager":
-        from campaigns.manager import CampaignManager
+        from campaigns.ops.manager import CampaignManager
 
         return CampaignManager
     raise AttributeError(name)

@@ -5,6 +5,7 @@
     │   ├── ConfigError           a campaign/machine file: names file, key path and line
     │   └── ConfigChangedError    `init` on a campaign whose config changed since
     ├── LockedError (exit 1)      another manager holds the campaign lock
+    ├── IllegalTransitionError    a job state change the state machine forbids (a bug)
     └── OperationalError (exit 1) the world failed us after retries
         ├── SchedulerError        sbatch/sacct/scancel failed persistently
         │   └── SubmissionUnknownError   sbatch's outcome unknown; the next run settles it
@@ -80,6 +81,10 @@ class ConfigChangedError(InputError):
 
 class LockedError(CampaignError):
     """Another manager process holds the campaign lock."""
+
+
+class IllegalTransitionError(CampaignError):
+    """A change of a job's state that the state machine does not allow; nothing was written."""
 
 
 class OperationalError(CampaignError):

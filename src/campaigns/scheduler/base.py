@@ -1,8 +1,12 @@
-"""The scheduler seam: what the manager needs from Slurm or the local runner.
+"""The scheduler seam: what the manager needs from Slurm, the local runner or any other backend.
 
 A backend submits one *array* (a folder under logs/ holding `array.json` and
 `tasks.jsonl`), reports the state of many arrays' tasks in one call, finds a
-submission by its token after a crash, and cancels.
+submission by its token after a crash, and cancels. Inside the allocation each task
+runs `python -m campaigns.node.worker ARRAY_DIR TASK_INDEX SCHEDULER_ID`.
+
+A new backend is one module with a class that satisfies `Scheduler`, plus one line
+in `campaigns.scheduler.registry`.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from campaigns.spec import Resources
-from campaigns.states import TaskState
+from campaigns.core.spec import Machine, Resources
+from campaigns.core.states import TaskState
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,20 @@ class Scheduler(Protocol):
     """What every backend provides."""
 
     name: str
+
+    @classmethod
+    def from_machine(cls, machine: Machine) -> Scheduler:
+        """An instance configured from the machine file (its Python, its site settings)."""
+        ...
+
+    @classmethod
+    def affinity(cls) -> int:
+        """How well this backend fits this machine: 0 unusable; `auto` takes the highest."""
+        ...
+
+    def max_array_size(self) -> int | None:
+        """The most tasks one array may hold here (None: no limit)."""
+        ...
 
     def render(self, request: ArrayRequest) -> str:
         """The script or command that `submit` would run (for --dry-run)."""

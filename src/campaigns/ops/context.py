@@ -1,0 +1,182 @@
+"""The context of one command: everything an operation works with, built once.
+
+`open_campaign` reads the campaign file and its machine file once, validates them
+(skipping the schema when they still merge to the config recorded at `init`), and
+collects the collaborators every operation receives instead of reaching for them:
+the spec, the campaign directory, the store, the schedulers, the clock, the random
+source and the retry policy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+
+from campaigns.core.config import (
+    build_spec,
+    load_schema,
+    peek_location,
+    read_documents,
+    with_backends,
+)
+from campaigns.core.expand import Expansion, expand
+from campaigns.core.layout import Layout
+from campaigns.core.planning import Limits
+from campaigns.core.policy import RetryPolicy
+from campaigns.core.spec import CampaignSpec
+from campaigns.core.yamlsource import Document
+from campaigns.errors import ConfigChangedError, InputError
+from campaigns.ops.lock import CampaignLock
+from campaigns.scheduler import registry
+from campaigns.scheduler.base import Scheduler
+from campaigns.store import Store
+
+
+def utcnow() -> datetime:
+    """The real clock (operations take a clock so tests can move time)."""
+    return datetime.now(timezone.utc)
+
+
+class Context:
+    """One campaign, as one command sees it."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        spec: CampaignSpec,
+        layout: Layout,
+        db_url: str,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+        schedulers: Mapping[str, Scheduler] | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.spec = spec
+        self.layout = layout
+        self.db_url = db_url
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._schedulers: dict[str, Scheduler] = dict(schedulers or {})
+        self._expansion: Expansion | None = None
+        self._store: Store | None = None
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The campaign's retry policy (`execution.retry_backoff` and `retry_policy`)."""
+        return self.spec.execution.retry
+
+    @property
+    def expansion(self) -> Expansion:
+        """Every job of the campaign (computed once)."""
+        if self._expansion is None:
+            self._expansion = expand(self.spec)
+        return self._expansion
+
+    def initialised(self) -> bool:
+        """True once `init` has run here (it writes the merged config last)."""
+        return self.layout.config_file.is_file()
+
+    @property
+    def store(self) -> Store:
+        """The campaign database; `init` must have run."""
+        if self._store is None:
+            if not self.initialised():
+                raise InputError(
+                    f"campaign not initialised: {self.layout.root} does not exist. "
+                    f"Run `init {self.config_path}` first."
+                )
+            self._store = Store(self.db_url)
+        return self._store
+
+    def backend(self, requested: str | None = None) -> str:
+        """--backend, else `execution.backend`, else the machine's, else `auto`; resolved."""
+        name = requested or self.spec.execution.backend or self.spec.machine.backend or "auto"
+        if name in self._schedulers:
+            return name
+        return registry.resolve(name)
+
+    def scheduler(self, name: str) -> Scheduler:
+        """The backend called `name` (one instance per command)."""
+        if name not in self._schedulers:
+            self._schedulers[name] = registry.create(name, self.spec.machine)
+        return self._schedulers[name]
+
+    def limits(self, scheduler: Scheduler | None = None) -> Limits:
+        """Array limits: the machine file's MaxArraySize, else the scheduler's, if one is given."""
+        execution, machine = self.spec.execution, self.spec.machine
+        max_array = machine.max_array_size
+        if max_array is None and scheduler is not None:
+            max_array = scheduler.max_array_size()
+        return Limits(
+            batch_size=execution.batch_size,
+            max_array_size=max_array,
+            jobs_per_task=execution.jobs_per_task,
+            array_parallelism=execution.array_parallelism,
+            max_queued_jobs=machine.max_queued_jobs,
+        )
+
+    def lock(self) -> CampaignLock:
+        """The campaign's manager lock (checks first that the campaign exists, as configured)."""
+        stored = self.store.campaign()["config_hash"]
+        if stored != self.spec.config_hash:
+            raise ConfigChangedError(
+                f"{self.config_path} has changed since `init` (stored config hash {stored}, file "
+                f"{self.spec.config_hash}). Run `init --force {self.config_path}` to adopt the "
+                "change (it says what changed), or restore the file."
+            )
+        return CampaignLock(self.layout.lock_file)
+
+    def close(self) -> None:
+        """Release the database."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def open_campaign(
+    config: str | os.PathLike[str],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    db_url: str | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    rng: random.Random | None = None,
+    schedulers: Mapping[str, Scheduler] | None = None,
+) -> Context:
+    """Read, validate and locate a campaign: the files are parsed exactly once."""
+    path = Path(config)
+    campaign, machine = read_documents(path)
+    schema = with_backends(load_schema(), [*registry.names(), *(schedulers or {})])
+    spec = build_spec(
+        campaign, machine, schema, validated_hash=_recorded_hash(campaign, machine, root)
+    )
+    layout = Layout.for_campaign(spec.slug, spec.base_path, root)
+    return Context(
+        path,
+        spec,
+        layout,
+        layout.db_url(db_url or spec.db_url),
+        clock=clock,
+        rng=rng,
+        schedulers=schedulers,
+    )
+
+
+def _recorded_hash(
+    campaign: Document, machine: Document, root: str | os.PathLike[str] | None
+) -> str | None:
+    """The config hash recorded at `init` of the campaign these documents name, if any."""
+    location = peek_location(campaign, machine)
+    if location is None:
+        return None
+    layout = Layout.for_campaign(*location, root)
+    try:
+        record = json.loads((layout.metadata / "provenance.json").read_text())
+    except (OSError, ValueError):
+        return None
+    value = record.get("config_hash") if isinstance(record, dict) else None
+    return value if isinstance(value, str) else None

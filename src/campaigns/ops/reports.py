@@ -1,0 +1,235 @@
+"""Typed results of the manager's operations; the CLI only renders them.
+
+Each report has `to_dict()` giving the JSON the CLI prints with `--json`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from campaigns.core.states import ALL_STATES
+from campaigns.core.times import iso
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """Jobs sharing one resource request."""
+
+    group: int
+    n_jobs: int
+    resources: dict[str, Any]
+    description: str
+    max_retries: int
+    n_arrays: int = 0
+    n_tasks: int = 0
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """What `validate` found."""
+
+    name: str
+    version: str
+    config: str
+    campaign_dir: str
+    machine: str
+    backend: str
+    n_jobs: int
+    parameters: dict[str, int]  # axis label -> number of values
+    groups: list[GroupSummary]
+    n_arrays: int
+    n_tasks: int
+    max_array_size: int | None
+    config_hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class InitReport:
+    """What `init` did."""
+
+    campaign_dir: str
+    n_jobs: int
+    created: bool  # False: it existed with the same config (a no-op)
+    updated: bool = False  # --force took a changed config
+    added_jobs: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ArraySummary:
+    """One submitted (or planned) array."""
+
+    submission_id: int | None
+    scheduler_id: str | None
+    n_tasks: int
+    n_jobs: int
+    group: int
+    resources: str
+    folder: str
+    script: str | None = None
+
+
+@dataclass(frozen=True)
+class SubmitReport:
+    """What `submit` (or `retry --submit`) did."""
+
+    backend: str
+    dry_run: bool
+    arrays: list[ArraySummary]
+    submitted_jobs: int
+    waiting_jobs: int  # pending jobs left for a later submit (queue cap, --limit)
+    recovered: list[str] = field(default_factory=list)  # what crash recovery found
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One job as `status --verbose` shows it."""
+
+    key: str
+    params: dict[str, Any]
+    state: str
+    attempts: int
+    next_retry_at: datetime | None
+    scheduler_id: str | None
+    output: str
+    error: str | None
+    failure_class: str | None
+    log: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (times as ISO-8601 UTC)."""
+        data = asdict(self)
+        data["next_retry_at"] = iso(self.next_retry_at)
+        return data
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed job, for the 'latest failures' list."""
+
+    key: str
+    failure_class: str | None
+    error: str | None
+    attempts: int
+    exhausted: bool
+    next_retry_at: datetime | None
+    log: str | None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """Counts per state and where to look."""
+
+    name: str
+    version: str
+    path: str
+    total: int
+    counts: dict[str, int]
+    failures_by_class: dict[str, int]
+    retry_due: int
+    retry_waiting: int
+    exhausted: int
+    logs: str
+    backend: str | None
+    open_arrays: int
+    latest_failures: list[Failure]
+    jobs: list[JobRow] | None = None
+    reconciled_at: datetime | None = None
+    unknown_scheduler: str | None = None  # set when the scheduler could not be asked
+
+    @property
+    def finished(self) -> bool:
+        """True when no job will change without user action."""
+        active = sum(self.counts[s] for s in ("pending", "queued", "running"))
+        return active == 0 and self.retry_due == 0 and self.retry_waiting == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `status --json` object (documented in the CLI reference)."""
+        data: dict[str, Any] = {
+            "campaign": {"name": self.name, "version": self.version, "path": self.path},
+            "total": self.total,
+            "counts": {s: self.counts.get(s, 0) for s in ALL_STATES},
+            "failures": {
+                "by_class": self.failures_by_class,
+                "retry_due": self.retry_due,
+                "retry_waiting": self.retry_waiting,
+                "exhausted": self.exhausted,
+            },
+            "logs": self.logs,
+            "backend": self.backend,
+            "open_arrays": self.open_arrays,
+            "finished": self.finished,
+        }
+        if self.reconciled_at is not None:
+            data["reconciled_at"] = iso(self.reconciled_at)
+        if self.unknown_scheduler:
+            data["scheduler_error"] = self.unknown_scheduler
+        if self.jobs is not None:
+            data["jobs"] = [j.to_dict() for j in self.jobs]
+        return data
+
+
+@dataclass(frozen=True)
+class RetryReport:
+    """What `retry` did and what still waits."""
+
+    reset: list[str]  # job keys put back to pending
+    waiting: list[tuple[str, datetime | None]]  # key, when due
+    exhausted: list[Failure]
+    submit: SubmitReport | None = None
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "reset": self.reset,
+            "waiting": [{"key": k, "next_retry_at": iso(t)} for k, t in self.waiting],
+            "exhausted": [{**asdict(f), "next_retry_at": None} for f in self.exhausted],
+            "submit": self.submit.to_dict() if self.submit else None,
+            "dry_run": self.dry_run,
+        }
+
+
+@dataclass(frozen=True)
+class CancelReport:
+    """What `cancel` did."""
+
+    cancelled_jobs: int
+    arrays: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EstimateReport:
+    """What a campaign will cost."""
+
+    n_jobs: int
+    remaining_jobs: int
+    n_arrays: int
+    n_tasks: int
+    groups: list[dict[str, Any]]
+    node_hours: float
+    cpu_hours: float
+    gpu_hours: float
+    expected_wall_hours: float
+    basis: str  # "time limit" or "measured runtimes (n=..)"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return asdict(self)

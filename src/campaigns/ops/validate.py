@@ -1,0 +1,50 @@
+"""`validate`: load, merge, validate and expand; count jobs, groups, arrays. Changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from campaigns.core.expand import Expansion
+from campaigns.core.planning import ArrayPlan, plan_arrays
+from campaigns.core.spec import JobGroup
+from campaigns.ops.context import Context
+from campaigns.ops.reports import GroupSummary, ValidationReport
+
+
+def validate(ctx: Context) -> ValidationReport:
+    """What the campaign would submit: jobs, resource groups, arrays and tasks."""
+    spec, expansion = ctx.spec, ctx.expansion
+    limits = ctx.limits()
+    pending = [(j.index + 1, j.group) for j in expansion.jobs]
+    groups = {g.index: g for g in expansion.groups}
+    plan = plan_arrays(pending, groups, limits, capacity=len(pending))
+    return ValidationReport(
+        name=spec.name,
+        version=spec.version,
+        config=str(ctx.config_path),
+        campaign_dir=str(ctx.layout.root),
+        machine=spec.machine.name,
+        backend=spec.execution.backend or spec.machine.backend,
+        n_jobs=len(expansion.jobs),
+        parameters={a.label: len(a.rows) for a in spec.axes},
+        groups=[_group_summary(g, plan.arrays, expansion) for g in expansion.groups],
+        n_arrays=len(plan.arrays),
+        n_tasks=sum(len(a.tasks) for a in plan.arrays),
+        max_array_size=limits.max_array_size,
+        config_hash=spec.config_hash,
+    )
+
+
+def _group_summary(
+    group: JobGroup, arrays: Sequence[ArrayPlan], expansion: Expansion
+) -> GroupSummary:
+    mine = [a for a in arrays if a.group == group.index]
+    return GroupSummary(
+        group=group.index,
+        n_jobs=sum(1 for j in expansion.jobs if j.group == group.index),
+        resources=group.resources.as_dict(),
+        description=group.resources.describe(),
+        max_retries=group.max_retries,
+        n_arrays=len(mine),
+        n_tasks=sum(len(a.tasks) for a in mine),
+    )

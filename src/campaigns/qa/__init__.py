@@ -1,0 +1,1 @@
+"""Output checks (HDF5 through h5py), the process pool that runs them, reports and plots."""
