@@ -6,6 +6,7 @@ the reason, except under CI or CAMPAIGNS_REQUIRE_SLURM=1, where they fail.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -95,7 +96,7 @@ def require_slurm() -> Cluster:
 # -- campaigns ----------------------------------------------------------------------------
 
 TRIVIAL = """\
-campaign: {{name: "Slurm {title}", version: "{version}", machine: {machine}}}
+campaign: {{name: "{title}", version: "{version}", machine: {machine}}}
 parameters:
   i: {{range: [0, {n}]}}
 job:
@@ -104,12 +105,12 @@ job:
 execution:
   batch_size: {batch}
   max_retries: {retries}
-  retry_backoff: {{base_seconds: 1, factor: 2, max_seconds: 5, jitter: 0.1}}
+  retry_backoff: {backoff}
   timeout_hours: {hours}
   array_parallelism: {parallelism}
-resources:
+{execution}resources:
   job_type: {job_type}
-"""
+{extra}"""
 ECHO = '"echo {i} > {output}"'
 
 
@@ -139,24 +140,17 @@ def write_campaign(
     job_type: str = "cpu_intensive",
     machine: str = "local",
     output: str = "out/{i:04d}.txt",
+    backoff: str = "{base_seconds: 1, factor: 2, max_seconds: 5, jitter: 0.1}",
+    execution: str = "",
+    extra: str = "",
+    prefix: str = "Slurm",
 ) -> Path:
-    """A one-axis campaign of `n` jobs in `folder`."""
+    """A one-axis campaign of `n` jobs in `folder`; `execution` adds lines to that section
+    (indented two spaces), `extra` whole sections at the end."""
     path = folder / "campaign.yaml"
-    path.write_text(
-        TRIVIAL.format(
-            title=title,
-            version=unique_version(),
-            machine=machine,
-            n=n,
-            command=command,
-            batch=batch,
-            retries=retries,
-            hours=hours,
-            parallelism=parallelism,
-            job_type=job_type,
-            output=output,
-        )
-    )
+    settings = dict(locals())
+    settings.update(title=f"{prefix} {title}", version=unique_version())
+    path.write_text(TRIVIAL.format(**settings))
     return path
 
 
@@ -247,16 +241,8 @@ def attempts(directory: Path) -> list[dict[str, Any]]:
     return rows(directory, "attempts", "job_id, number")
 
 
-def run_until_finished(
-    config: Path,
-    root: Path,
-    capsys: pytest.CaptureFixture[str],
-    *,
-    timeout: float = 180,
-    interval: float = 1.0,
-) -> dict[str, Any]:
-    """Loop `monitor --once --submit --json` until the campaign is finished (bounded)."""
-    return monitor_until_done(config, root, capsys, timeout=timeout, interval=interval, submit=True)
+#: Loop `monitor --once --submit --json` until the campaign is finished (bounded).
+run_until_finished = functools.partial(monitor_until_done, submit=True)
 
 
 # -- Slurm's own view ---------------------------------------------------------------------

@@ -23,20 +23,12 @@ from campaigns.store import Store
 from campaigns.store.schema import jobs_table
 from campaigns.store.transitions import transition
 from fake_scheduler import FakeScheduler
+from test_ops_submit import CAMPAIGN
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "src" / "campaigns"
 MAX_LINES = 450
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-CAMPAIGN = """\
-campaign: {name: "Arch", version: "a1", machine: local}
-parameters:
-  realization: {range: [0, 3]}
-job:
-  command: "echo {realization} > {output}"
-  output: "r{realization}.txt"
-"""
 
 
 def test_import_contracts_hold() -> None:
@@ -96,7 +88,7 @@ def test_a_new_backend_is_one_class_and_one_registration(
 
     fake_scheduler.SharedFake = SharedFake  # the registered "module:Class" path
     config = tmp_path / "campaign.yaml"
-    config.write_text(CAMPAIGN + "execution: {backend: fake}\n")
+    config.write_text(CAMPAIGN.replace("execution:", "execution:\n  backend: fake"))
     args = ["--root", str(tmp_path)]
     assert main(["init", str(config), *args]) == 0
     assert main(["submit", str(config), *args, "--backend", "fake", "--json"]) == 0
@@ -105,8 +97,8 @@ def test_a_new_backend_is_one_class_and_one_registration(
     SharedFake.instance.run()
     assert main(["monitor", str(config), *args, "--once", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["counts"]["completed"] == 3 and report["backend"] == "fake"
-    assert (tmp_path / "a1_arch" / "catalogs" / "r2.txt").read_text() == "2\n"
+    assert report["counts"]["completed"] == 6 and report["backend"] == "fake"
+    assert (tmp_path / "f1_fake" / "catalogs" / "r5.txt").read_text() == "5\n"
     # The CLI's choices come from the registry too.
     assert main(["submit", "--help"]) == 0
     assert "fake" in capsys.readouterr().out
@@ -116,10 +108,10 @@ def test_unknown_backends_are_refused_with_the_registered_ones(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "campaign.yaml"
-    config.write_text(CAMPAIGN + "execution: {backend: pbs}\n")
+    config.write_text(CAMPAIGN.replace("execution:", "execution:\n  backend: pbs"))
     assert main(["validate", str(config)]) == 2
     err = capsys.readouterr().err
-    assert "execution.backend" in err and "'auto', 'slurm', 'local'" in err and "line 7" in err
+    assert "execution.backend" in err and "'auto', 'slurm', 'local'" in err and "line 8" in err
 
 
 def test_auto_picks_the_backend_with_the_highest_affinity(monkeypatch) -> None:

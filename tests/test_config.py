@@ -533,42 +533,35 @@ def test_numeric_keys_are_fine_under_science_only() -> None:
     assert error.line == line_of(CAMPAIGN + "job_types:\n  7: {nodes: 1}\n", "7: {")
 
 
-@pytest.mark.parametrize(
-    "snippet, key, words",
-    [
-        ("execution:\n  batch_size: 0\n", "execution.batch_size", "must be at least 1, got 0"),
-        ("execution:\n  timeout_hours: 0\n", "execution.timeout_hours", "must be greater than 0"),
-        (
-            "execution:\n  retry_backoff: {jitter: 2}\n",
-            "execution.retry_backoff.jitter",
-            "must be at most 1",
-        ),
-        ("execution:\n  backend: pbs\n", "execution.backend", "choose one of"),
-        ("execution:\n", "execution", "has no value"),
-        ("resources:\n  memory: lots\n", "resources.memory", "'lots' is not in the expected form"),
-        (
-            "resources:\n  nodes: 1.5\n",
-            "resources.nodes",
-            "expected an integer, got the number 1.5",
-        ),
-        ("outputs:\n  compression: zip\n", "outputs.compression", "did you mean 'gzip'"),
-        ("overrides:\n  - resources: {nodes: 2}\n", "overrides[0].match", "missing required key"),
-        ("overrides:\n  - match: {}\n", "overrides[0].match", "must not be empty"),
-        (
-            "overrides:\n  - match: {redshift: 2.0}\n    execution: {batch_size: 3}\n",
-            "overrides[0].execution.batch_size",
-            "unknown key 'batch_size' in 'overrides[0].execution'",
-        ),
-        ("qa:\n  min_rows: -1\n", "qa.min_rows", "must be at least 0"),
-        (
-            "execution:\n  retry_backoff: {max_seconds: 1e20}\n",
-            "execution.retry_backoff.max_seconds",
-            "must be at most 31536000",
-        ),
-    ],
-)
+#: (snippet appended to the campaign, key path named, words in the message)
+SCHEMA_ERRORS = [
+    ("execution: {batch_size: 0}", "execution.batch_size", "must be at least 1, got 0"),
+    ("execution: {timeout_hours: 0}", "execution.timeout_hours", "must be greater than 0"),
+    ("execution: {retry_backoff: {jitter: 2}}", "execution.retry_backoff.jitter", "at most 1"),
+    ("execution: {backend: pbs}", "execution.backend", "choose one of"),
+    ("execution:", "execution", "has no value"),
+    ("resources: {memory: lots}", "resources.memory", "'lots' is not in the expected form"),
+    ("resources: {nodes: 1.5}", "resources.nodes", "expected an integer, got the number 1.5"),
+    ("outputs: {compression: zip}", "outputs.compression", "did you mean 'gzip'"),
+    ("overrides: [{resources: {nodes: 2}}]", "overrides[0].match", "missing required key"),
+    ("overrides: [{match: {}}]", "overrides[0].match", "must not be empty"),
+    (
+        "overrides: [{match: {redshift: 2.0}, execution: {batch_size: 3}}]",
+        "overrides[0].execution.batch_size",
+        "unknown key 'batch_size' in 'overrides[0].execution'",
+    ),
+    ("qa: {min_rows: -1}", "qa.min_rows", "must be at least 0"),
+    (
+        "execution: {retry_backoff: {max_seconds: 1e20}}",
+        "execution.retry_backoff.max_seconds",
+        "must be at most 31536000",
+    ),
+]
+
+
+@pytest.mark.parametrize("snippet, key, words", SCHEMA_ERRORS)
 def test_schema_errors_are_explained(snippet: str, key: str, words: str) -> None:
-    text = CAMPAIGN + snippet
+    text = CAMPAIGN + snippet + "\n"
     error = build_error(text)
     assert format_key_path(error.key_path) == key, str(error)
     assert words in str(error), str(error)

@@ -96,13 +96,19 @@ def test_a_refused_submission_leaves_the_jobs_pending(campaign: Path, monkeypatc
     assert m.store.attempts() == []
 
 
-def test_crash_between_intent_and_sbatch(campaign: Path) -> None:
+def crashed_submit(campaign: Path, where: str) -> tuple[CampaignManager, FakeScheduler]:
+    """`init`, then a `submit` killed at `where` (`before` or `after` sbatch)."""
     fake = FakeScheduler()
     m = manager(campaign, fake)
     m.init()
-    fake.crash_before_submit = True
+    setattr(fake, f"crash_{where}_submit", True)
     with pytest.raises(Crash):
         m.submit_campaign(backend="fake")
+    return m, fake
+
+
+def test_crash_between_intent_and_sbatch(campaign: Path) -> None:
+    m, fake = crashed_submit(campaign, "before")
     # The intent is recorded, its jobs queued, and nothing reached the scheduler.
     assert submissions(m) == [("intent", None)]
     assert m.store.counts() == {"pending": 2, "queued": 4}
@@ -118,12 +124,7 @@ def test_crash_between_intent_and_sbatch(campaign: Path) -> None:
 
 
 def test_crash_between_sbatch_and_recording(campaign: Path) -> None:
-    fake = FakeScheduler()
-    m = manager(campaign, fake)
-    m.init()
-    fake.crash_after_submit = True
-    with pytest.raises(Crash):
-        m.submit_campaign(backend="fake")
+    m, fake = crashed_submit(campaign, "after")
     assert submissions(m) == [("intent", None)] and list(fake.arrays) == ["F1"]
     again = manager(campaign, fake)
     report = again.submit_campaign(backend="fake")

@@ -118,7 +118,7 @@ def now() -> datetime:
 def test_qa_passes_on_a_fresh_campaign(campaign: tuple[Path, Path]) -> None:
     config, root = campaign
     with manager(config, root) as m:
-        report = run_qa(m.context)
+        report = run_qa(m)
     assert report.ok and report.checked == report.passed == 6 and report.invalid == []
     assert report.not_checked == {}
     frame = report.results
@@ -142,7 +142,7 @@ def test_corrupt_missing_and_nan_outputs_are_found_requeued_and_rerun(tmp_path: 
             fh.write(b"\x00\xff" * 32)
         m.layout.output(deleted["output"]).unlink()
 
-        report = run_qa(m.context)
+        report = run_qa(m)
         assert not report.ok and report.checked == 6 and report.passed == 4
         problems = dict(report.invalid)
         assert set(problems) == {corrupt["key"], deleted["key"]}
@@ -182,7 +182,7 @@ def test_corrupt_missing_and_nan_outputs_are_found_requeued_and_rerun(tmp_path: 
         )
         manifest.write_text(json.dumps(data))
 
-        report = run_qa(m.context)
+        report = run_qa(m)
         problems = dict(report.invalid)
         assert set(problems) == {corrupt["key"], deleted["key"], nan["key"]}
         assert problems[nan["key"]] == [
@@ -199,7 +199,7 @@ def test_corrupt_missing_and_nan_outputs_are_found_requeued_and_rerun(tmp_path: 
         assert [r["problems"] for r in alone] == [r["problems"] for r in pooled]
 
         # --requeue: exactly those jobs fail as invalid_output, due at once.
-        report = run_qa(m.context, requeue=True)
+        report = run_qa(m, requeue=True)
         assert sorted(report.requeued) == sorted(problems) and report.exhausted == []
         rows = {r["key"]: r for r in m.store.jobs()}
         for key, row in rows.items():
@@ -227,7 +227,7 @@ def test_corrupt_missing_and_nan_outputs_are_found_requeued_and_rerun(tmp_path: 
     report = run_to_end(config, root)
     assert report["counts"]["completed"] == 6, report
     with manager(config, root) as m:
-        again = run_qa(m.context)
+        again = run_qa(m)
         assert again.ok and again.passed == 6, again.invalid
         assert {r["key"]: r["attempts"] for r in m.store.jobs()}[nan["key"]] == 2
         invalid_events = [e for e in m.store.events(200) if e["kind"] == "invalid"]
@@ -239,13 +239,13 @@ def test_requeue_of_a_job_without_attempts_left_leaves_it_exhausted(tmp_path: Pa
     with manager(config, root) as m:
         job = m.store.jobs(columns=["id", "key", "output"])[0]
         m.layout.output(job["output"]).unlink()
-        report = run_qa(m.context, requeue=True, plots=False)
+        report = run_qa(m, requeue=True, plots=False)
         assert report.exhausted == [job["key"]] and report.requeued == [] and report.plots == []
         row = m.store.jobs(ids=[job["id"]])[0]
         assert row["state"] == "failed" and row["failure_class"] == "invalid_output"
         assert row["next_retry_at"] is None
         # A second requeue finds nothing new to mark: the job is no longer completed.
-        again = run_qa(m.context, requeue=True, plots=False)
+        again = run_qa(m, requeue=True, plots=False)
         assert again.checked == 1 and again.not_checked == {"failed": 1}
         assert again.exhausted == [] and again.requeued == []
     code, out = cli("retry", str(config), "--root", str(root), "--json")
@@ -354,8 +354,8 @@ def test_plots_of_a_campaign_that_has_not_run(tmp_path: Path) -> None:
     config.write_text(CAMPAIGN.format(n=2, max_retries=1))
     assert cli("init", str(config), "--root", str(tmp_path))[0] == 0
     with manager(config, tmp_path) as m:
-        paths = summary_plots(m.context)
-        report = run_qa(m.context)
+        paths = summary_plots(m)
+        report = run_qa(m)
     assert [p.name for p in paths] == list(FILES)
     assert all(p.stat().st_size > 5000 for p in paths)
     assert report.ok and report.checked == 0 and report.not_checked == {"pending": 4}

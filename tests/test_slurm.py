@@ -495,14 +495,7 @@ def test_array_of_an_abandoned_submission_runs_nothing(cluster: Cluster, tmp_pat
     token = unique_version()
     assert scheduler.find(token, folder, datetime.now(timezone.utc)) is None
     assert (folder / "abandoned").exists()
-    request = ArrayRequest(
-        token=token,
-        name=f"cmp-late-{token}",
-        folder=folder,
-        n_tasks=2,
-        resources=Resources(time_minutes=2),
-        parallelism=2,
-    )
+    request = small_request(folder, token, "late", n_tasks=2)
     sid = scheduler.submit(request)
     try:
         deadline = time.monotonic() + 60
@@ -519,6 +512,12 @@ def test_array_of_an_abandoned_submission_runs_nothing(cluster: Cluster, tmp_pat
         assert not (folder / "manifests").exists()
     finally:
         scheduler.cancel([sid])
+
+
+def small_request(folder: Path, token: str, label: str, n_tasks: int) -> ArrayRequest:
+    """A two-minute array of `n_tasks` tasks, all at once, made without a campaign."""
+    resources = Resources(time_minutes=2)
+    return ArrayRequest(token, f"cmp-{label}-{token}", folder, n_tasks, resources, n_tasks)
 
 
 def shim(folder: Path, name: str, body: str) -> Path:
@@ -549,14 +548,7 @@ def test_sbatch_timeout_that_reached_slurm_is_not_submitted_twice(
     folder.mkdir()
     (folder / "abandoned").write_text("the test needs no worker\n")  # tasks exit at once
     token = unique_version()
-    request = ArrayRequest(
-        token=token,
-        name=f"cmp-shim-{token}",
-        folder=folder,
-        n_tasks=1,
-        resources=Resources(time_minutes=2),
-        parallelism=1,
-    )
+    request = small_request(folder, token, "shim", n_tasks=1)
     sid = SlurmScheduler().submit(request)
     try:
         assert re.fullmatch(r"\d+", sid)
@@ -571,12 +563,9 @@ def test_sbatch_timeout_that_reached_slurm_is_not_submitted_twice(
         SlurmScheduler().cancel([sid])
 
 
+@pytest.mark.usefixtures("cluster")
 def test_sacct_down_means_status_unknown_and_nothing_changes(
-    cluster: Cluster,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    leftovers: list[Path],
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], leftovers: list[Path], monkeypatch
 ) -> None:
     import campaigns.scheduler.slurm_cli as slurm_backend
 

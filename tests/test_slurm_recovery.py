@@ -25,30 +25,17 @@ from slurm_helpers import (
     ok,
     run_until_finished,
     status,
-    unique_version,
+    write_campaign,
 )
 
 pytestmark = pytest.mark.slurm
 
-CAMPAIGN = """\
-campaign: {{name: "Recovery {title}", version: "{version}", machine: local}}
-parameters:
-  i: {{range: [0, {n}]}}
-job:
-  command: {command}
-  output: "out/{{i:04d}}.txt"
-execution:
-  batch_size: {batch}
+#: Recovery campaigns: exact backoff (no jitter), a permanent exit code, quick infra retries.
+RECOVERY_EXECUTION = """\
   jobs_per_task: {per_task}
-  max_retries: {retries}
-  retry_backoff: {{base_seconds: {base}, factor: 2, max_seconds: 60, jitter: 0.0}}
   retry_policy: {{permanent_exit_codes: [64], infrastructure_delay_seconds: 1}}
-  timeout_hours: {hours}
-resources:
-  job_type: {job_type}
-job_types:
-  three_cpus: {{nodes: 1, ntasks_per_node: 1, cpus_per_task: 3}}
 """
+THREE_CPUS = "job_types:\n  three_cpus: {nodes: 1, ntasks_per_node: 1, cpus_per_task: 3}\n"
 
 
 def make(
@@ -64,22 +51,20 @@ def make(
     batch: int = 100,
     job_type: str = "cpu_intensive",
 ) -> Path:
-    path = tmp_path / "campaign.yaml"
-    path.write_text(
-        CAMPAIGN.format(
-            title=title,
-            version=unique_version(),
-            n=n,
-            command=command,
-            batch=batch,
-            per_task=per_task,
-            retries=retries,
-            base=base,
-            hours=hours,
-            job_type=job_type,
-        )
+    return write_campaign(
+        tmp_path,
+        title,
+        n=n,
+        command=command,
+        batch=batch,
+        retries=retries,
+        hours=hours,
+        job_type=job_type,
+        backoff=f"{{base_seconds: {base}, factor: 2, max_seconds: 60, jitter: 0.0}}",
+        execution=RECOVERY_EXECUTION.format(per_task=per_task),
+        extra=THREE_CPUS,
+        prefix="Recovery",
     )
-    return path
 
 
 def start(

@@ -16,32 +16,22 @@ from campaigns.core.states import (
     judge,
 )
 
-SLURM_STATES = {
-    "PENDING": TaskState.PENDING,
-    "CONFIGURING": TaskState.PENDING,
-    "REQUEUED": TaskState.PENDING,
-    "REQUEUE_FED": TaskState.PENDING,
-    "REQUEUE_HOLD": TaskState.PENDING,
-    "RESV_DEL_HOLD": TaskState.PENDING,
-    "RUNNING": TaskState.RUNNING,
-    "COMPLETING": TaskState.RUNNING,
-    "SUSPENDED": TaskState.RUNNING,
-    "STAGE_OUT": TaskState.RUNNING,
-    "SIGNALING": TaskState.RUNNING,
-    "RESIZING": TaskState.RUNNING,
-    "STOPPED": TaskState.RUNNING,
-    "COMPLETED": TaskState.COMPLETED,
-    "FAILED": TaskState.FAILED,
-    "SPECIAL_EXIT": TaskState.FAILED,
-    "TIMEOUT": TaskState.TIMEOUT,
-    "DEADLINE": TaskState.TIMEOUT,
-    "OUT_OF_MEMORY": TaskState.OUT_OF_MEMORY,
-    "NODE_FAIL": TaskState.NODE_FAIL,
-    "PREEMPTED": TaskState.PREEMPTED,
-    "BOOT_FAIL": TaskState.BOOT_FAIL,
-    "CANCELLED": TaskState.CANCELLED,
-    "REVOKED": TaskState.CANCELLED,
+#: Slurm's state words (squeue/sacct), grouped by the state they mean to us.
+SLURM_WORDS = {
+    TaskState.PENDING: "PENDING CONFIGURING REQUEUED REQUEUE_FED REQUEUE_HOLD RESV_DEL_HOLD",
+    TaskState.RUNNING: "RUNNING COMPLETING SUSPENDED STAGE_OUT SIGNALING RESIZING STOPPED",
+    TaskState.COMPLETED: "COMPLETED",
+    TaskState.FAILED: "FAILED SPECIAL_EXIT",
+    TaskState.TIMEOUT: "TIMEOUT DEADLINE",
+    TaskState.OUT_OF_MEMORY: "OUT_OF_MEMORY",
+    TaskState.NODE_FAIL: "NODE_FAIL",
+    TaskState.PREEMPTED: "PREEMPTED",
+    TaskState.BOOT_FAIL: "BOOT_FAIL",
+    TaskState.CANCELLED: "CANCELLED REVOKED",
 }
+SLURM_STATES = {word: state for state, words in SLURM_WORDS.items() for word in words.split()}
+#: Task ends that are the scheduler's doing; each has the failure class of the same name.
+KILLS = ["TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "CANCELLED", "BOOT_FAIL"]
 
 
 @pytest.mark.parametrize("word, state", sorted(SLURM_STATES.items()))
@@ -97,14 +87,7 @@ def test_manifest_missing_output_is_a_failure() -> None:
 
 @pytest.mark.parametrize(
     "task, failure",
-    [
-        (TaskState.TIMEOUT, FailureClass.TIMEOUT),
-        (TaskState.OUT_OF_MEMORY, FailureClass.OUT_OF_MEMORY),
-        (TaskState.NODE_FAIL, FailureClass.NODE_FAIL),
-        (TaskState.PREEMPTED, FailureClass.PREEMPTED),
-        (TaskState.CANCELLED, FailureClass.CANCELLED),
-        (TaskState.BOOT_FAIL, FailureClass.BOOT_FAIL),
-    ],
+    [(TaskState(name), FailureClass(name.lower())) for name in KILLS],
 )
 def test_a_scheduler_kill_beats_the_bare_exit_code(task: TaskState, failure: FailureClass) -> None:
     verdict = judge(task, {"exit_code": 137, "failure": "exit_code", "error": "exit code 137"})
@@ -140,12 +123,7 @@ def test_manifest_with_a_failure_class_this_version_lacks_does_not_crash() -> No
     "task, failure",
     [
         (TaskState.FAILED, FailureClass.EXIT_CODE),
-        (TaskState.TIMEOUT, FailureClass.TIMEOUT),
-        (TaskState.OUT_OF_MEMORY, FailureClass.OUT_OF_MEMORY),
-        (TaskState.NODE_FAIL, FailureClass.NODE_FAIL),
-        (TaskState.PREEMPTED, FailureClass.PREEMPTED),
-        (TaskState.BOOT_FAIL, FailureClass.BOOT_FAIL),
-        (TaskState.CANCELLED, FailureClass.CANCELLED),
+        *[(TaskState(name), FailureClass(name.lower())) for name in KILLS],
         (TaskState.COMPLETED, FailureClass.LOST),  # ended "well" but left no manifest
         (TaskState.LOST, FailureClass.LOST),
     ],

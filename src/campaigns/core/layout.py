@@ -1,4 +1,4 @@
-"""The campaign directory and every path in it.
+"""The campaign directory and every path in it. Pure: `init` creates the folders.
 
 <base_path>/<version>_<name-slug>/
   metadata/   campaign_config.yaml, campaign.db, provenance, the lock
@@ -16,51 +16,41 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Layout:
-    """Paths of one campaign directory (pure: `init` creates the folders)."""
+    """Paths of one campaign directory."""
 
     root: Path
+    metadata: Path  # campaign_config.yaml, campaign.db, provenance files, manager.lock
+    catalogs: Path  # job outputs
+    logs: Path  # array-NNNNNN/ folders
+    qa: Path
+    qa_reports: Path
+    qa_plots: Path
+    config_file: Path  # written last by `init`: its presence means "initialised"
+    db_file: Path
+    lock_file: Path
+
+    @classmethod
+    def at(cls, root: Path) -> Layout:
+        """The layout of the campaign directory `root`."""
+        metadata, qa = root / "metadata", root / "qa"
+        return cls(
+            root,
+            metadata,
+            root / "catalogs",
+            root / "logs",
+            qa,
+            qa / "validation_reports",
+            qa / "summary_plots",
+            metadata / "campaign_config.yaml",
+            metadata / "campaign.db",
+            metadata / "manager.lock",
+        )
 
     @classmethod
     def for_campaign(cls, slug: str, base_path: str, root: str | os.PathLike[str] | None) -> Layout:
         """`--root DIR` wins over `outputs.base_path`; relative paths resolve against the cwd."""
         base = Path(root) if root is not None else Path(base_path).expanduser()
-        return cls((base / slug).absolute())
-
-    @property
-    def metadata(self) -> Path:
-        return self.root / "metadata"
-
-    @property
-    def catalogs(self) -> Path:
-        return self.root / "catalogs"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def qa(self) -> Path:
-        return self.root / "qa"
-
-    @property
-    def qa_reports(self) -> Path:
-        return self.qa / "validation_reports"
-
-    @property
-    def qa_plots(self) -> Path:
-        return self.qa / "summary_plots"
-
-    @property
-    def config_file(self) -> Path:
-        return self.metadata / "campaign_config.yaml"
-
-    @property
-    def db_file(self) -> Path:
-        return self.metadata / "campaign.db"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.metadata / "manager.lock"
+        return cls.at((base / slug).absolute())
 
     def db_url(self, configured: str | None = None) -> str:
         """The store's SQLAlchemy URL: the configured one, else SQLite in metadata/."""

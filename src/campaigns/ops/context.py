@@ -1,6 +1,6 @@
 """The context of one command: everything an operation works with, built once.
 
-`open_campaign` reads the campaign file and its machine file once, validates them
+`Context(config)` reads the campaign file and its machine file once, validates them
 (skipping the schema when they still merge to the config recorded at `init`), and
 collects the collaborators every operation receives instead of reaching for them:
 the spec, the campaign directory, the store, the schedulers, the clock, the random
@@ -46,19 +46,27 @@ class Context:
 
     def __init__(
         self,
-        config_path: Path,
-        spec: CampaignSpec,
-        layout: Layout,
-        db_url: str,
+        config: str | os.PathLike[str],
         *,
+        root: str | os.PathLike[str] | None = None,
+        db_url: str | None = None,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
         schedulers: Mapping[str, Scheduler] | None = None,
     ) -> None:
-        self.config_path = config_path
-        self.spec = spec
-        self.layout = layout
-        self.db_url = db_url
+        """Read, validate and locate the campaign: the files are parsed exactly once.
+
+        `root` puts the campaign directory under it (instead of `outputs.base_path`),
+        `db_url` chooses another database; `clock`, `rng` and `schedulers` (backend name ->
+        instance) replace the real ones, for tests and embedding.
+        """
+        self.config_path = Path(config)
+        campaign, machine = read_documents(self.config_path)
+        schema = with_backends(load_schema(), [*registry.names(), *(schedulers or {})])
+        recorded = _recorded_hash(campaign, machine, root)
+        self.spec: CampaignSpec = build_spec(campaign, machine, schema, validated_hash=recorded)
+        self.layout = Layout.for_campaign(self.spec.slug, self.spec.base_path, root)
+        self.db_url = self.layout.db_url(db_url or self.spec.db_url)
         self.clock = clock
         self.rng = rng or random.Random()
         self._schedulers: dict[str, Scheduler] = dict(schedulers or {})
@@ -136,34 +144,6 @@ class Context:
         if self._store is not None:
             self._store.close()
             self._store = None
-
-
-def open_campaign(
-    config: str | os.PathLike[str],
-    *,
-    root: str | os.PathLike[str] | None = None,
-    db_url: str | None = None,
-    clock: Callable[[], datetime] = utcnow,
-    rng: random.Random | None = None,
-    schedulers: Mapping[str, Scheduler] | None = None,
-) -> Context:
-    """Read, validate and locate a campaign: the files are parsed exactly once."""
-    path = Path(config)
-    campaign, machine = read_documents(path)
-    schema = with_backends(load_schema(), [*registry.names(), *(schedulers or {})])
-    spec = build_spec(
-        campaign, machine, schema, validated_hash=_recorded_hash(campaign, machine, root)
-    )
-    layout = Layout.for_campaign(spec.slug, spec.base_path, root)
-    return Context(
-        path,
-        spec,
-        layout,
-        layout.db_url(db_url or spec.db_url),
-        clock=clock,
-        rng=rng,
-        schedulers=schedulers,
-    )
 
 
 def _recorded_hash(

@@ -27,20 +27,11 @@ if TYPE_CHECKING:
     from campaigns.store import Store
 
 FORMATS = (".csv", ".parquet")
-FIXED = (
-    "key",
-    "uid",
-    "state",
-    "attempts",
-    "failure_class",
-    "exit_code",
-    "error",
-    "started_at",
-    "ended_at",
-    "runtime_seconds",
-    "output",
-    "scheduler_id",
+_FIXED_COLUMNS = (
+    "key uid state attempts failure_class exit_code error started_at ended_at "
+    "runtime_seconds output scheduler_id"
 )
+FIXED = tuple(_FIXED_COLUMNS.split())
 # The store columns behind FIXED: `params` spreads into one column per parameter and
 # `runtime_seconds` is derived from the times.
 _JOB_COLUMNS = ["params", *(c for c in FIXED if c != "runtime_seconds")]
@@ -91,23 +82,8 @@ def jobs_frame(store: Store) -> pd.DataFrame:
         runtime = (ended - started).total_seconds() if started and ended else None
         record: dict[str, Any] = {"key": row["key"], "uid": row["uid"]}
         record.update({column[n]: p.get(n) for n in names})
-        record.update(
-            {
-                k: row[k]
-                for k in (
-                    "state",
-                    "attempts",
-                    "failure_class",
-                    "exit_code",
-                    "error",
-                    "started_at",
-                    "ended_at",
-                )
-            }
-        )
-        record.update(
-            runtime_seconds=runtime, output=row["output"], scheduler_id=row["scheduler_id"]
-        )
+        record.update({k: row[k] for k in FIXED[2:] if k != "runtime_seconds"})
+        record["runtime_seconds"] = runtime
         records.append(record)
     order = ["key", "uid", *column.values(), *FIXED[2:]]
     frame = pd.DataFrame.from_records(records, columns=order)

@@ -55,29 +55,29 @@ class Database:
     @contextmanager
     def reading(self) -> Iterator[Connection]:
         """A connection for queries; database errors become StoreError."""
-        try:
-            with self.engine.connect() as conn:
-                yield conn
-        except sa.exc.OperationalError as exc:
-            raise StoreError(
-                f"cannot read the campaign database {self.url}: {exc.orig}. If it "
-                "was made by another version of campaigns, use that version (or "
-                "start a new campaign version)."
-            ) from None
+        with self._translated(), self.engine.connect() as conn:
+            yield conn
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One atomic step."""
+        """One atomic step; database errors become StoreError (and nothing is written)."""
+        with self._translated(), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            yield
         except sa.exc.OperationalError as exc:
-            raise StoreError(f"database error on {self.url}: {exc.orig}") from None
+            raise StoreError(
+                f"the campaign database {self.url} failed: {exc.orig}. If it was made by "
+                "another version of campaigns, use that version (or start a new campaign "
+                "version)."
+            ) from None
         except sa.exc.IntegrityError as exc:
             raise StoreError(
-                f"the database refused a change on {self.url} ({exc.orig}); "
-                "nothing was changed. This is a bug: please report it with the "
-                "command you ran."
+                f"the database refused a change on {self.url} ({exc.orig}); nothing was "
+                "changed. This is a bug: please report it with the command you ran."
             ) from None
 
     def is_initialised(self) -> bool:

@@ -8,22 +8,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from campaigns.store import schema as db
 from campaigns.store.base import Database
 from campaigns.store.bulk import MAX_IN
-from campaigns.store.schema import (
-    attempts_table,
-    campaign_table,
-    events_table,
-    groups_table,
-    jobs_table,
-    meta_table,
-    submissions_table,
-)
 
 #: Derived columns `Reads.jobs` can return besides the table's own.
 DERIVED = {
     # The attempts that count against the retry budget (`retry --reset` starts a new budget).
-    "attempts_used": (jobs_table.c.attempts - jobs_table.c.attempts_base).label("attempts_used"),
+    "attempts_used": (db.jobs_table.c.attempts - db.jobs_table.c.attempts_base).label(
+        "attempts_used"
+    ),
 }
 
 
@@ -34,20 +28,20 @@ class Reads(Database):
         """The schema version recorded at creation."""
         with self.reading() as conn:
             value = conn.execute(
-                sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+                sa.select(db.meta_table.c.value).where(db.meta_table.c.key == "schema_version")
             ).scalar_one()
         return int(value)
 
     def campaign(self) -> dict[str, Any]:
         """The campaign row."""
         with self.reading() as conn:
-            row = conn.execute(sa.select(campaign_table)).mappings().one()
+            row = conn.execute(sa.select(db.campaign_table)).mappings().one()
         return dict(row)
 
     def groups(self) -> dict[int, dict[str, Any]]:
         """Job groups by id, resources decoded."""
         with self.reading() as conn:
-            rows = conn.execute(sa.select(groups_table)).mappings().all()
+            rows = conn.execute(sa.select(db.groups_table)).mappings().all()
         return {
             r["id"]: {"resources": json.loads(r["resources"]), "max_retries": r["max_retries"]}
             for r in rows
@@ -57,7 +51,7 @@ class Reads(Database):
         """Number of jobs per state."""
         with self.reading() as conn:
             rows = conn.execute(
-                sa.select(jobs_table.c.state, sa.func.count()).group_by(jobs_table.c.state)
+                sa.select(db.jobs_table.c.state, sa.func.count()).group_by(db.jobs_table.c.state)
             ).all()
         return {state: n for state, n in rows}
 
@@ -75,19 +69,21 @@ class Reads(Database):
         `columns` may name the table's columns and the derived ones in `DERIVED`;
         by default every table column plus `attempts_used`.
         """
-        names = list(columns) if columns else [*jobs_table.c.keys(), *DERIVED]
+        names = list(columns) if columns else [*db.jobs_table.c.keys(), *DERIVED]
         # Long id/key lists are filtered here rather than as thousands of bound parameters.
         big = (ids is not None and len(ids) > MAX_IN) or (keys is not None and len(keys) > MAX_IN)
         extra = [c for c in ("id", "key", "uid") if c not in names] if big else []
-        query = sa.select(*[DERIVED[c] if c in DERIVED else jobs_table.c[c] for c in names + extra])
-        query = query.order_by(jobs_table.c.id)
+        query = sa.select(
+            *[DERIVED[c] if c in DERIVED else db.jobs_table.c[c] for c in names + extra]
+        )
+        query = query.order_by(db.jobs_table.c.id)
         if states is not None:
-            query = query.where(jobs_table.c.state.in_(list(states)))
+            query = query.where(db.jobs_table.c.state.in_(list(states)))
         if ids is not None and not big:
-            query = query.where(jobs_table.c.id.in_(list(ids)))
+            query = query.where(db.jobs_table.c.id.in_(list(ids)))
         if keys is not None and not big:
             query = query.where(
-                sa.or_(jobs_table.c.key.in_(list(keys)), jobs_table.c.uid.in_(list(keys)))
+                sa.or_(db.jobs_table.c.key.in_(list(keys)), db.jobs_table.c.uid.in_(list(keys)))
             )
         if limit is not None and not big:
             query = query.limit(limit)
@@ -107,17 +103,19 @@ class Reads(Database):
 
     def submissions(self, *, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Submission rows, oldest first."""
-        query = sa.select(submissions_table).order_by(submissions_table.c.id)
+        query = sa.select(db.submissions_table).order_by(db.submissions_table.c.id)
         if states is not None:
-            query = query.where(submissions_table.c.state.in_(list(states)))
+            query = query.where(db.submissions_table.c.state.in_(list(states)))
         with self.reading() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def attempts(self, job_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
         """Attempt rows, by job then number."""
-        query = sa.select(attempts_table).order_by(attempts_table.c.job_id, attempts_table.c.number)
+        query = sa.select(db.attempts_table).order_by(
+            db.attempts_table.c.job_id, db.attempts_table.c.number
+        )
         if job_ids is not None:
-            query = query.where(attempts_table.c.job_id.in_(list(job_ids)))
+            query = query.where(db.attempts_table.c.job_id.in_(list(job_ids)))
         with self.reading() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
@@ -125,16 +123,16 @@ class Reads(Database):
         """Array tasks of this campaign now queued or running (for the queue cap)."""
         query = sa.select(
             sa.func.count(
-                sa.distinct(sa.tuple_(jobs_table.c.submission_id, jobs_table.c.task_index))
+                sa.distinct(sa.tuple_(db.jobs_table.c.submission_id, db.jobs_table.c.task_index))
             )
-        ).where(jobs_table.c.state.in_(["queued", "running"]))
+        ).where(db.jobs_table.c.state.in_(["queued", "running"]))
         with self.reading() as conn:
             try:
                 return int(conn.execute(query).scalar_one())
             except sa.exc.DBAPIError:  # backends without tuple COUNT DISTINCT
                 rows = conn.execute(
-                    sa.select(jobs_table.c.submission_id, jobs_table.c.task_index)
-                    .where(jobs_table.c.state.in_(["queued", "running"]))
+                    sa.select(db.jobs_table.c.submission_id, db.jobs_table.c.task_index)
+                    .where(db.jobs_table.c.state.in_(["queued", "running"]))
                     .distinct()
                 ).all()
                 return len(rows)
@@ -142,17 +140,17 @@ class Reads(Database):
     def runtimes(self) -> list[float]:
         """Seconds from start to end of every completed attempt."""
         query = (
-            sa.select(attempts_table.c.started_at, attempts_table.c.ended_at)
-            .where(attempts_table.c.state == "completed")
-            .where(attempts_table.c.started_at.is_not(None))
-            .where(attempts_table.c.ended_at.is_not(None))
+            sa.select(db.attempts_table.c.started_at, db.attempts_table.c.ended_at)
+            .where(db.attempts_table.c.state == "completed")
+            .where(db.attempts_table.c.started_at.is_not(None))
+            .where(db.attempts_table.c.ended_at.is_not(None))
         )
         with self.reading() as conn:
             return [(end - start).total_seconds() for start, end in conn.execute(query)]
 
     def events(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest events, newest last."""
-        query = sa.select(events_table).order_by(events_table.c.id.desc()).limit(limit)
+        query = sa.select(db.events_table).order_by(db.events_table.c.id.desc()).limit(limit)
         with self.reading() as conn:
             rows = [dict(r) for r in conn.execute(query).mappings()]
         return rows[::-1]
@@ -160,18 +158,21 @@ class Reads(Database):
     def log_paths(self, job_ids: Sequence[int] | None) -> dict[int, str]:
         """The log of each job's latest attempt."""
         latest = (
-            sa.select(attempts_table.c.job_id, sa.func.max(attempts_table.c.number).label("n"))
-            .group_by(attempts_table.c.job_id)
+            sa.select(
+                db.attempts_table.c.job_id, sa.func.max(db.attempts_table.c.number).label("n")
+            )
+            .group_by(db.attempts_table.c.job_id)
             .subquery()
         )
-        query = sa.select(attempts_table.c.job_id, attempts_table.c.log_path).join(
+        query = sa.select(db.attempts_table.c.job_id, db.attempts_table.c.log_path).join(
             latest,
             sa.and_(
-                attempts_table.c.job_id == latest.c.job_id, attempts_table.c.number == latest.c.n
+                db.attempts_table.c.job_id == latest.c.job_id,
+                db.attempts_table.c.number == latest.c.n,
             ),
         )
         if job_ids is not None and len(job_ids) <= MAX_IN:
-            query = query.where(attempts_table.c.job_id.in_(list(job_ids)))
+            query = query.where(db.attempts_table.c.job_id.in_(list(job_ids)))
         with self.reading() as conn:
             rows = conn.execute(query).all()
         wanted = None if job_ids is None else set(job_ids)
@@ -182,31 +183,33 @@ class Reads(Database):
     def qa_targets(self) -> list[dict[str, Any]]:
         """Completed jobs with their latest attempt's number and manifest path, in job order."""
         latest = (
-            sa.select(attempts_table.c.job_id, sa.func.max(attempts_table.c.number).label("n"))
-            .group_by(attempts_table.c.job_id)
+            sa.select(
+                db.attempts_table.c.job_id, sa.func.max(db.attempts_table.c.number).label("n")
+            )
+            .group_by(db.attempts_table.c.job_id)
             .subquery()
         )
         query = (
             sa.select(
-                jobs_table.c.id,
-                jobs_table.c.key,
-                jobs_table.c.uid,
-                jobs_table.c.output,
+                db.jobs_table.c.id,
+                db.jobs_table.c.key,
+                db.jobs_table.c.uid,
+                db.jobs_table.c.output,
                 latest.c.n.label("attempt"),
-                attempts_table.c.manifest_path,
-                jobs_table.c.config_hash,
+                db.attempts_table.c.manifest_path,
+                db.jobs_table.c.config_hash,
             )
             .select_from(
-                jobs_table.outerjoin(latest, latest.c.job_id == jobs_table.c.id).outerjoin(
-                    attempts_table,
+                db.jobs_table.outerjoin(latest, latest.c.job_id == db.jobs_table.c.id).outerjoin(
+                    db.attempts_table,
                     sa.and_(
-                        attempts_table.c.job_id == latest.c.job_id,
-                        attempts_table.c.number == latest.c.n,
+                        db.attempts_table.c.job_id == latest.c.job_id,
+                        db.attempts_table.c.number == latest.c.n,
                     ),
                 )
             )
-            .where(jobs_table.c.state == "completed")
-            .order_by(jobs_table.c.id)
+            .where(db.jobs_table.c.state == "completed")
+            .order_by(db.jobs_table.c.id)
         )
         with self.reading() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]

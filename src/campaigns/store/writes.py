@@ -314,15 +314,8 @@ class Writes(Database):
         if not failures:
             return
         with self.transaction() as conn:
-            rows = [
-                {
-                    "id": f["id"],
-                    "failure_class": f["failure_class"],
-                    "error": f["error"],
-                    "next_retry_at": f["next_retry_at"],
-                }
-                for f in failures
-            ]
+            columns = ("id", "failure_class", "error", "next_retry_at")
+            rows = [{c: f[c] for c in columns} for f in failures]
             transition(conn, rows, old={JobState.COMPLETED}, new=JobState.FAILED, now=now)
             bulk_update(
                 conn,
