@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from campaigns.scheduler import registry
+from fake_scheduler import SharedFake
 from slurm_helpers import Cluster, require_slurm, scancel_campaign
 
 REQUIRE_SLURM = os.environ.get("CAMPAIGNS_REQUIRE_SLURM") == "1" or bool(os.environ.get("CI"))
@@ -70,6 +72,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "failing the session. Start the cluster with `bash scripts/dev/slurm-cluster.sh up`."
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def fake_backend() -> Iterator[type[SharedFake]]:
+    """A backend named `fake`, added the way a new one is: one class, one registration."""
+    registry.register("fake", "fake_scheduler:SharedFake")
+    yield SharedFake
+    registry.unregister("fake")
+    SharedFake.instance = None
 
 
 @pytest.fixture

@@ -131,3 +131,18 @@ class FakeScheduler:
             for line in (array.request.folder / "tasks.jsonl").read_text().splitlines():
                 uids.extend(job["uid"] for job in json.loads(line)["jobs"])
         return uids
+
+
+class SharedFake(FakeScheduler):
+    """The fake as a registered backend: one instance per test (each CLI command asks the
+    registry anew); register it with `registry.register("fake", "fake_scheduler:SharedFake")`
+    and reset `SharedFake.instance = None` afterwards (the `fake_backend` fixture does both)."""
+
+    instance: SharedFake | None = None
+
+    @classmethod
+    def from_machine(cls, machine: Machine) -> SharedFake:
+        """The test's one instance."""
+        if cls.instance is None:
+            cls.instance = cls()
+        return cls.instance

@@ -22,7 +22,7 @@ from campaigns.scheduler import registry
 from campaigns.store import Store
 from campaigns.store.schema import jobs_table
 from campaigns.store.transitions import transition
-from fake_scheduler import FakeScheduler
+from fake_scheduler import SharedFake
 from test_ops_submit import CAMPAIGN
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,33 +60,9 @@ def test_no_module_is_too_long(path: Path) -> None:
 # -- one backend registry -------------------------------------------------------------------
 
 
-@pytest.fixture
-def fake_backend() -> Iterator[type[FakeScheduler]]:
-    """A backend added the way a new one is: one class, one registration."""
-    registry.register("fake", "fake_scheduler:SharedFake")
-    yield FakeScheduler
-    registry.unregister("fake")
-    SharedFake.instance = None
-
-
-class SharedFake(FakeScheduler):
-    """The fake, one instance per test (each CLI command asks the registry anew)."""
-
-    instance: SharedFake | None = None
-
-    @classmethod
-    def from_machine(cls, machine):  # type: ignore[no-untyped-def, override]
-        if cls.instance is None:
-            cls.instance = cls()
-        return cls.instance
-
-
 def test_a_new_backend_is_one_class_and_one_registration(
     fake_backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import fake_scheduler
-
-    fake_scheduler.SharedFake = SharedFake  # the registered "module:Class" path
     config = tmp_path / "campaign.yaml"
     config.write_text(CAMPAIGN.replace("execution:", "execution:\n  backend: fake"))
     args = ["--root", str(tmp_path)]

@@ -462,7 +462,7 @@ def test_provenance_and_qa_round_trip_through_the_cli(
     corrupt.write_bytes(bytes(data))
     (directory / "catalogs" / "r0007" / "mock_z2.000.hdf5").unlink()
     code, out, err = run(["qa", str(EXAMPLE), *args], capsys)
-    assert code == 1
+    assert code == 3  # the campaign is incomplete: invalid outputs
     assert "2 invalid outputs" in err
     assert "realization=3,redshift=1.5" in err and "realization=7,redshift=2.0" in err
     latest = json.loads((directory / "qa" / "validation_reports" / "latest.json").read_text())
@@ -472,7 +472,7 @@ def test_provenance_and_qa_round_trip_through_the_cli(
     ]
     assert len(list((directory / "qa" / "summary_plots").glob("*.png"))) == 4
     code, out, err = run(["qa", str(EXAMPLE), *args, "--requeue"], capsys)
-    assert code == 1 and "marked 2 jobs failed" in out
+    assert code == 3 and "marked 2 jobs failed" in out
     code, out, err = run(["retry", str(EXAMPLE), *args, "--submit"], capsys)
     assert code == 0 and "reset 2 failed jobs" in out
     assert monitor_until_done(EXAMPLE, tmp_path, capsys)["counts"]["completed"] == 30

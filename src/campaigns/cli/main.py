@@ -2,14 +2,16 @@
 
     run-campaign COMMAND CONFIG [options]      (or: python scripts/run_campaign.py ...)
 
-Exit codes: 0 success; 2 bad input (config, arguments); 1 an operational
-failure (scheduler or database) after retries. Data goes to stdout, messages
-to stderr; tracebacks only with --debug.
+Exit codes (`ExitCode`): 0 success; 1 an operational failure (scheduler or
+database) after retries; 2 bad input (config, arguments); 3 the campaign ended
+incomplete; 4 not finished yet. Data goes to stdout, messages to stderr;
+tracebacks only with --debug.
 """
 
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import sys
 import traceback
@@ -18,6 +20,24 @@ from typing import Any
 
 from campaigns.cli.parser import UsageError, build_parser
 from campaigns.errors import CampaignError
+
+
+class ExitCode(enum.IntEnum):
+    """What `run-campaign` returns; scripts and cron jobs rely on these."""
+
+    OK = 0
+    FAILURE = 1  # an operational failure after retries
+    BAD_INPUT = 2  # nothing was created or changed
+    INCOMPLETE = 3  # the campaign ended with jobs failed for good, or qa found invalid outputs
+    UNFINISHED = 4  # returned before every job was final
+
+
+#: A campaign report's `outcome`, as an exit code.
+OUTCOME_CODE = {
+    "complete": ExitCode.OK,
+    "incomplete": ExitCode.INCOMPLETE,
+    "unfinished": ExitCode.UNFINISHED,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,26 +127,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         report = manager.status(verbose=args.verbose)
     _emit(args, report, "status", args.verbose)
-    return 0
+    return OUTCOME_CODE[report.outcome] if args.check else ExitCode.OK
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     manager = _manager(args)
-    if args.once:
+    if args.once:  # a polling primitive: 0 when the refresh itself worked
         report = manager.monitor_progress(resubmit=args.resubmit, backend=args.backend)
         _emit(args, report, "status")
-        return 0
+        return ExitCode.OK
     interval = args.interval or manager.spec.machine.poll_interval_seconds
     reports = manager.watch(interval, resubmit=args.resubmit, backend=args.backend)
     if args.json:
-        for report in reports:
+        for report in reports:  # noqa: B007 -- the last one decides the exit code
             _print_json(report.to_dict())
             sys.stdout.flush()
-        return 0
-    from campaigns.cli import render
+    else:
+        from campaigns.cli import render
 
-    render.live_monitor(reports, interval)
-    return 0
+        report = render.live_monitor(reports, interval)
+    return OUTCOME_CODE[report.outcome]
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -151,7 +171,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_qa(args: argparse.Namespace) -> int:
-    report = _manager(args).qa(requeue=args.requeue)
+    manager = _manager(args)
+    report = manager.qa(requeue=args.requeue)
     _emit(args, report, "qa")
     if report.invalid:
         keys = ", ".join(key for key, _ in report.invalid[:5])
@@ -161,8 +182,8 @@ def cmd_qa(args: argparse.Namespace) -> int:
             f"(details in {report.latest})",
             file=sys.stderr,
         )
-        return 1
-    return 0
+        return ExitCode.INCOMPLETE
+    return OUTCOME_CODE[manager.status().outcome]
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:

@@ -22,7 +22,8 @@ examples:
   run-campaign status   config/examples/test_campaign.yaml --json
   run-campaign retry    config/examples/test_campaign.yaml --submit
 
-exit codes: 0 success, 2 bad input (nothing changed), 1 operational failure
+exit codes: 0 success, 1 operational failure, 2 bad input (nothing changed),
+            3 the campaign ended incomplete, 4 not finished (status --check, monitor, qa)
 """
 
 Option = tuple[tuple[str, ...], dict[str, Any]]
@@ -107,6 +108,11 @@ COMMANDS: dict[str, tuple[str, str, Callable[[], list[Option]]]] = {
             flag("--verbose", "-v", help="list every job"),
             json_flag("print one JSON object (its fields are in the CLI reference)"),
             flag("--refresh", help="reconcile with the scheduler first"),
+            flag(
+                "--check",
+                help="exit 0 only when every job completed, 3 when the campaign ended "
+                "incomplete, 4 when it is not finished (asks no scheduler)",
+            ),
             value(
                 "--export",
                 metavar="FILE",

@@ -197,11 +197,11 @@ def retry(report: RetryReport) -> None:
         submission(report.submit)
 
 
-def live_monitor(reports: Iterable[StatusReport], interval: float) -> None:
-    """Live progress bar with counts per state, throughput and ETA, until all is final."""
+def live_monitor(reports: Iterable[StatusReport], interval: float) -> StatusReport:
+    """Live progress bar with counts per state, throughput and ETA, until all is final;
+    returns the last report."""
     if not console.is_terminal:
-        _plain_monitor(reports)
-        return
+        return _plain_monitor(reports)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -237,13 +237,14 @@ def live_monitor(reports: Iterable[StatusReport], interval: float) -> None:
                     Text(f"failed {f.key}: {f.failure_class} ({f.error}) log {f.log}", style="red")
                 )
             live.update(Group(*lines))
-    if last is not None:
-        status(last)
+    assert last is not None  # the watch yields at least once
+    status(last)
+    return last
 
 
-def _plain_monitor(reports: Iterable[StatusReport]) -> None:
+def _plain_monitor(reports: Iterable[StatusReport]) -> StatusReport:
     """One line per refresh, for logs and pipes."""
-    last = None
+    last: StatusReport | None = None
     for report in reports:
         last = report
         stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
@@ -254,8 +255,9 @@ def _plain_monitor(reports: Iterable[StatusReport]) -> None:
             f"{'; ' + counts if counts else ''}{extra}",
             soft_wrap=True,
         )
-    if last is not None:
-        status(last)
+    assert last is not None  # the watch yields at least once
+    status(last)
+    return last
 
 
 def estimate(report: EstimateReport) -> None:

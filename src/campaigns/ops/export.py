@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from campaigns.errors import InputError
+from campaigns.node.files import replacing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,16 +99,9 @@ def export_jobs(store: Store, path: str | os.PathLike[str]) -> ExportReport:
     suffix = check_path(path)
     target = Path(path)
     frame = jobs_frame(store)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with replacing(target) as tmp:
         if suffix == ".csv":
             frame.to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
         else:
             frame.to_parquet(tmp, index=False)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return ExportReport(str(target), len(frame), list(frame.columns))

@@ -156,6 +156,14 @@ class StatusReport:
         active = sum(self.counts[s] for s in ("pending", "queued", "running"))
         return active == 0 and self.retry_due == 0 and self.retry_waiting == 0
 
+    @property
+    def outcome(self) -> str:
+        """`complete` (every job completed), `incomplete` (finished, but some jobs failed for
+        good or were cancelled) or `unfinished` (some job may still change)."""
+        if self.counts.get("completed", 0) == self.total:
+            return "complete"
+        return "incomplete" if self.finished else "unfinished"
+
     def to_dict(self) -> dict[str, Any]:
         """The `status --json` object (documented in the CLI reference)."""
         data: dict[str, Any] = {
@@ -172,6 +180,7 @@ class StatusReport:
             "backend": self.backend,
             "open_arrays": self.open_arrays,
             "finished": self.finished,
+            "outcome": self.outcome,
         }
         if self.reconciled_at is not None:
             data["reconciled_at"] = iso(self.reconciled_at)

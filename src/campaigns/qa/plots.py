@@ -12,8 +12,6 @@ nothing to draw yet.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import textwrap
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -25,6 +23,8 @@ from matplotlib import dates as mdates
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+from campaigns.node.files import replacing
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -311,12 +311,6 @@ def _attempts_per_job(
 
 def _save(fig: Figure, path: Path) -> Path:
     """Write the PNG atomically, so a viewer never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
     return path
