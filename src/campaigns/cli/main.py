@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from campaigns.cli.parser import UsageError, build_parser
-from campaigns.errors import CampaignError
+from campaigns.core.selection import Selection, select
+from campaigns.errors import CampaignError, InputError
 
 
 class ExitCode(enum.IntEnum):
@@ -107,9 +108,25 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selection(args: argparse.Namespace, manager: Any, limit: int | None = None) -> Selection:
+    """The jobs --state/--class/--match pick."""
+    return select(
+        states=args.state or (),
+        classes=args.failure_class or (),
+        matches=args.match or (),
+        parameters=manager.spec.parameter_names,
+        limit=limit,
+    )
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
-    report = _manager(args).submit_campaign(
-        backend=args.backend, limit=args.limit, dry_run=args.dry_run
+    manager = _manager(args)
+    chosen = _selection(args, manager)
+    report = manager.submit_campaign(
+        backend=args.backend,
+        limit=args.limit,
+        dry_run=args.dry_run,
+        selection=None if chosen.empty else chosen,
     )
     _emit(args, report, "submission")
     return 0
@@ -120,13 +137,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.export:
         written = manager.export_jobs(args.export)
         print(f"wrote {written.rows:,} jobs to {written.path}", file=sys.stderr)
-    if args.refresh:
-        report = manager.monitor_progress()
-        if args.verbose:
-            report = manager.status(verbose=True, reconciled_at=report.reconciled_at)
-    else:
-        report = manager.status(verbose=args.verbose)
-    _emit(args, report, "status", args.verbose)
+    limit = args.limit or (None if args.json else 50)
+    chosen = _selection(args, manager, limit)
+    listing = args.jobs or args.verbose or not chosen.empty
+    reconciled_at = manager.monitor_progress().reconciled_at if args.refresh else None
+    report = manager.status(selection=chosen if listing else None, reconciled_at=reconciled_at)
+    _emit(args, report, "status", listing)
     return OUTCOME_CODE[report.outcome] if args.check else ExitCode.OK
 
 
@@ -150,11 +166,16 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    report = _manager(args).retry_failed_jobs(
+    manager = _manager(args)
+    chosen = _selection(args, manager)
+    if args.reset is None and not chosen.empty:
+        raise InputError("--state, --class and --match choose jobs for `--reset`; add it.")
+    report = manager.retry_failed_jobs(
         submit=args.submit,
         ignore_backoff=args.ignore_backoff,
         dry_run=args.dry_run,
-        reset_keys=args.reset,
+        reset_keys=args.reset or None,
+        reset=chosen if args.reset == [] else None,
         backend=args.backend,
     )
     _emit(args, report, "retry")

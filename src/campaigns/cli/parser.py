@@ -74,6 +74,35 @@ def json_flag(help: str = "print JSON") -> Option:  # noqa: A002
     return flag("--json", help=help)
 
 
+def selection(what: str) -> list[Option]:
+    """--state, --class and --match: which jobs `what` acts on."""
+    return [
+        value(
+            "--state",
+            action="append",
+            metavar="S[,S]",
+            help=f"{what} jobs in these states (pending, queued, running, completed, failed, "
+            "cancelled)",
+        ),
+        value(
+            "--class",
+            dest="failure_class",
+            action="append",
+            metavar="C[,C]",
+            help=f"{what} failed jobs of these failure classes (exit_code, timeout, "
+            "out_of_memory, node_fail, preempted, boot_fail, cancelled, missing_output, lost, "
+            "invalid_output)",
+        ),
+        value(
+            "--match",
+            action="append",
+            metavar="NAME=SPEC",
+            help=f"{what} jobs whose parameter NAME is in SPEC: A..B (inclusive range), "
+            "V1,V2 (values) or V; repeat to combine",
+        ),
+    ]
+
+
 #: name -> (what it does, an example's arguments, its options)
 COMMANDS: dict[str, tuple[str, str, Callable[[], list[Option]]]] = {
     "validate": (
@@ -97,6 +126,7 @@ COMMANDS: dict[str, tuple[str, str, Callable[[], list[Option]]]] = {
         lambda: [
             backend("default: execution.backend, else the machine file's, else auto"),
             value("--limit", type=_positive, metavar="N", help="submit at most N jobs"),
+            *selection("submit only pending"),
             flag("--dry-run", help="write and print the plan and scripts; submit nothing"),
             json_flag(),
         ],
@@ -105,7 +135,15 @@ COMMANDS: dict[str, tuple[str, str, Callable[[], list[Option]]]] = {
         "counts per state, failures, where the logs are (reads the store only)",
         "config/examples/test_campaign.yaml --json",
         lambda: [
-            flag("--verbose", "-v", help="list every job"),
+            flag("--verbose", "-v", help="list the jobs (every job with --json)"),
+            flag("--jobs", help="list the jobs the selection picks (all with no selection)"),
+            *selection("list"),
+            value(
+                "--limit",
+                type=_positive,
+                metavar="N",
+                help="list at most N jobs (default: 50 on the terminal, all with --json)",
+            ),
             json_flag("print one JSON object (its fields are in the CLI reference)"),
             flag("--refresh", help="reconcile with the scheduler first"),
             flag(
@@ -153,11 +191,13 @@ COMMANDS: dict[str, tuple[str, str, Callable[[], list[Option]]]] = {
             ),
             value(
                 "--reset",
-                nargs="+",
+                nargs="*",
                 metavar="KEY",
-                help="reset these jobs (any state but queued/running) to pending with a "
-                "fresh attempt budget",
+                help="start these jobs over (any state but queued/running: exhausted, "
+                "cancelled, even completed) with a fresh attempt budget; with no KEY, the "
+                "jobs --state/--class/--match pick",
             ),
+            *selection("with --reset: start over"),
             flag("--dry-run", help="show what would happen"),
             backend("backend for --submit (default: the one the campaign last used)"),
             json_flag(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -25,7 +26,8 @@ from campaigns.ops.reports import (
 if TYPE_CHECKING:
     from campaigns.qa.report import QAReport
 
-console = Console(highlight=False)
+#: Piped output (logs, `nohup`) is not cut at 80 columns: lines stay whole.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 STATE_STYLE = {
     "pending": "white",
     "queued": "cyan",
@@ -85,6 +87,11 @@ def submission(report: SubmitReport) -> None:
     for line in report.recovered:
         console.print(f"[yellow]recovered:[/] {line}")
     verb = "would submit" if report.dry_run else "submitted"
+    if report.cancelled_jobs:
+        console.print(
+            f"[yellow]{report.cancelled_jobs:,} jobs are cancelled[/] and are not submitted: "
+            "`retry --reset --state cancelled --submit` resumes them"
+        )
     if not report.arrays:
         console.print(
             f"nothing to submit ({report.waiting_jobs} pending jobs wait for queue room)"
@@ -127,8 +134,8 @@ def _counts_line(report: StatusReport) -> Text:
     return text
 
 
-def status(report: StatusReport, verbose: bool = False) -> None:
-    """`status` / `monitor --once` output."""
+def status(report: StatusReport, listing: bool = False) -> None:
+    """`status` / `monitor --once` output; `listing` adds the table of selected jobs."""
     console.print(f"[bold]{report.name}[/] {report.version}  {report.path}")
     console.print(_counts_line(report))
     console.print(
@@ -137,37 +144,75 @@ def status(report: StatusReport, verbose: bool = False) -> None:
     )
     if report.unknown_scheduler:
         console.print(f"[yellow]{report.unknown_scheduler}[/]")
-    _failures(report)
-    if verbose and report.jobs is not None:
-        table = Table()
-        for column in ("key", "state", "attempts", "next retry", "scheduler id", "output", "error"):
-            table.add_column(column)
-        for j in report.jobs:
-            table.add_row(
-                j.key,
-                Text(j.state, style=STATE_STYLE.get(j.state, "")),
-                str(j.attempts),
-                _when(j.next_retry_at),
-                j.scheduler_id or "-",
-                j.output,
-                j.error or "",
-            )
-        console.print(table)
+    _failures(report, latest=not listing)
+    if listing and report.jobs is not None:
+        _jobs(report)
 
 
-def _failures(report: StatusReport) -> None:
+def _jobs(report: StatusReport) -> None:
+    """The selected jobs, one line each, fitted to the terminal (long text ellipsised)."""
+    assert report.jobs is not None
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("key", overflow="fold", ratio=3)
+    table.add_column("state", no_wrap=True)
+    table.add_column("att", justify="right", no_wrap=True)
+    table.add_column("class", no_wrap=True)
+    table.add_column("exit", justify="right", no_wrap=True)
+    table.add_column("next retry", no_wrap=True)
+    table.add_column("log", overflow="ellipsis", no_wrap=True, ratio=2)
+    for j in report.jobs:
+        table.add_row(
+            j.key,
+            Text(j.state, style=STATE_STYLE.get(j.state, "")),
+            str(j.attempts),
+            j.failure_class or "",
+            "" if j.exit_code is None else str(j.exit_code),
+            _short_when(j.next_retry_at),
+            j.log or "",
+        )
+    console.print(table)
+    matched = report.jobs_matched or 0
+    if matched > len(report.jobs):
+        console.print(
+            f"... and {matched - len(report.jobs):,} more ({matched:,} matched; "
+            "--limit N shows more, --json all)",
+            style="dim",
+        )
+    elif not report.jobs:
+        console.print("no job matches", style="dim")
+
+
+def _short_when(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    seconds = (value - datetime.now(timezone.utc)).total_seconds()
+    return f"in {_duration(seconds)}" if seconds > 0 else "due"
+
+
+def _failures(report: StatusReport, latest: bool = True) -> None:
     if not report.failures_by_class:
         return
-    classes = ", ".join(f"{k} {v}" for k, v in sorted(report.failures_by_class.items()))
+    classes = ", ".join(f"{k} {v:,}" for k, v in sorted(report.failures_by_class.items()))
     console.print(
-        f"[red]failed[/]: {classes}; retry due {report.retry_due}, waiting "
-        f"{report.retry_waiting}, exhausted {report.exhausted}"
+        f"[red]failed[/] by class: {classes}; retry due {report.retry_due:,}, waiting "
+        f"{report.retry_waiting:,}, exhausted {report.exhausted:,}"
     )
-    for f in report.latest_failures[-5:]:
+    if not latest:
+        return
+    shown = report.latest_failures[:5]
+    console.print("latest failures:")
+    for f in shown:
         when = "exhausted" if f.exhausted else f"retry {_when(f.next_retry_at)}"
         console.print(f"  {f.key}: {f.failure_class} ({f.error}); attempt {f.attempts}, {when}")
         if f.log:
             console.print(f"    log: {f.log}", style="dim")
+    failed = report.counts.get("failed", 0)
+    if failed > len(shown):
+        console.print(
+            f"  ... and {failed - len(shown):,} more: `status --jobs --state failed` lists them "
+            "(add --class C or --match NAME=A..B to narrow)",
+            style="dim",
+        )
     if report.retry_due:
         console.print("  run `retry --submit` (or `monitor --submit`) to run due retries")
 
@@ -176,6 +221,8 @@ def retry(report: RetryReport) -> None:
     """`retry` output."""
     verb = "would reset" if report.dry_run else "reset"
     console.print(f"{verb} {len(report.reset)} failed jobs to pending")
+    if report.left_alone:
+        console.print(f"{report.left_alone:,} selected jobs are queued or running: left alone")
     for key in report.reset[:10]:
         console.print(f"  {key}")
     if len(report.reset) > 10:
@@ -187,7 +234,8 @@ def retry(report: RetryReport) -> None:
     if report.exhausted:
         console.print(
             f"[red]{len(report.exhausted)} jobs have failed for good[/] "
-            "(no attempts left; `retry --reset KEY` to start one over):"
+            "(no attempts left; `retry --reset KEY`, or `retry --reset --state failed`, starts "
+            "them over):"
         )
         for f in report.exhausted[:10]:
             console.print(f"  {f.key}: {f.failure_class} ({f.error}) after {f.attempts} attempts")

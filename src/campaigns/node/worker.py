@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -110,8 +111,15 @@ class TaskRunner:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
         started = utc_iso()
-        log.write(f"\n===== job {job['key']} attempt {job['attempt']} start {started} =====\n")
+        workdir = self.header.get("workdir") or os.getcwd()
+        log.write(
+            f"\n===== job {job['key']} attempt {job['attempt']} start {started} =====\n"
+            f"host: {socket.gethostname()}\n"
+            f"working directory: {workdir}\n"
+            f"command: {job['command']}\n"
+        )
         log.flush()
+        clock = time.monotonic()
         # Jobs see the Python environment campaigns runs in first on PATH (its venv's `python`).
         path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
         env = {
@@ -134,11 +142,13 @@ class TaskRunner:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
-                cwd=self.header.get("workdir") or None,
+                cwd=workdir,
                 start_new_session=True,
             )
         except OSError as exc:
-            return self._finish(job, started, 127, "exit_code", f"cannot start: {exc}", [], log)
+            return self._finish(
+                job, started, 127, "exit_code", f"cannot start: {exc}", [], log, clock
+            )
         with self.lock:
             self.children.add(child)
         code = child.wait()
@@ -149,9 +159,14 @@ class TaskRunner:
                 tmp.unlink(missing_ok=True)
             if self.stopping:
                 # Killed by the scheduler's signal: leave no manifest, the task state says why.
-                log.write(f"===== job {job['key']} interrupted (exit {code}) =====\n")
+                log.write(
+                    f"===== job {job['key']} attempt {job['attempt']} interrupted (exit code "
+                    f"{code}) after {time.monotonic() - clock:.1f} s =====\n"
+                )
                 return False
-            return self._finish(job, started, code, "exit_code", f"exit code {code}", [], log)
+            return self._finish(
+                job, started, code, "exit_code", f"exit code {code}", [], log, clock
+            )
         produced = tmp if tmp is not None else final
         if not produced.is_file() or produced.stat().st_size == 0:
             what = "missing" if not produced.is_file() else "empty"
@@ -163,13 +178,14 @@ class TaskRunner:
                 f"exited 0 but its output {final.name} is {what}",
                 [],
                 log,
+                clock,
             )
         if tmp is not None:
             os.replace(tmp, final)
         outputs = [
             {"path": job["output_rel"], "size": final.stat().st_size, "sha256": sha256_of(final)}
         ]
-        return self._finish(job, started, 0, None, None, outputs, log)
+        return self._finish(job, started, 0, None, None, outputs, log, clock)
 
     def _finish(
         self,
@@ -180,7 +196,9 @@ class TaskRunner:
         error: str | None,
         outputs: list[dict[str, Any]],
         log: IO[str],
+        clock: float,
     ) -> bool:
+        """Write the job's manifest (last), then close its log section."""
         manifest = {
             "format": MANIFEST_FORMAT,
             "job_id": job["id"],
@@ -201,8 +219,8 @@ class TaskRunner:
         write_atomic(Path(job["manifest"]), json.dumps(manifest, indent=1) + "\n")
         verdict = "completed" if failure is None else f"failed ({error})"
         log.write(
-            f"===== job {job['key']} attempt {job['attempt']} {verdict} "
-            f"end {manifest['ended_at']} =====\n"
+            f"===== job {job['key']} attempt {job['attempt']} {verdict}: exit code {code} after "
+            f"{time.monotonic() - clock:.1f} s, end {manifest['ended_at']} =====\n"
         )
         log.flush()
         return failure is None

@@ -18,8 +18,10 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
+from campaigns.core.selection import Selection
 from campaigns.ops import cancel, estimate, init, monitor, qa, retry, status, validate
 from campaigns.ops.context import Context
+from campaigns.ops.jobs import selected
 from campaigns.ops.reconcile import recover_intents
 from campaigns.ops.reports import SubmitReport
 from campaigns.ops.submit import submit
@@ -62,14 +64,24 @@ class CampaignManager(Context):
     qa = _locked(qa.run_qa)
 
     def submit_campaign(
-        self, backend: str | None = None, limit: int | None = None, dry_run: bool = False
+        self,
+        backend: str | None = None,
+        limit: int | None = None,
+        dry_run: bool = False,
+        selection: Selection | None = None,
     ) -> SubmitReport:
-        """Submit pending jobs as arrays within the site's limits (crash recovery first)."""
+        """Submit pending jobs (those `selection` picks) as arrays within the site's limits;
+        crash recovery first."""
         self.expansion  # noqa: B018 -- a config error must stop us before anything is submitted
         name = self.backend(backend)
         with self.lock():
             recovered = recover_intents(self)
-            return submit(self, name, limit=limit, dry_run=dry_run, recovered=recovered)
+            keys = None
+            if selection is not None:
+                keys = [r["key"] for r in selected(self, selection, ["key"])]
+            return submit(
+                self, name, limit=limit, dry_run=dry_run, recovered=recovered, only_keys=keys
+            )
 
     def export_jobs(self, path: str | os.PathLike[str]) -> ExportReport:
         """Write one row per job to a .csv or .parquet file; reads the store only."""

@@ -88,6 +88,7 @@ class SubmitReport:
     submitted_jobs: int
     waiting_jobs: int  # pending jobs left for a later submit (queue cap, --limit)
     recovered: list[str] = field(default_factory=list)  # what crash recovery found
+    cancelled_jobs: int = 0  # cancelled jobs in the campaign: not submitted until resumed
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -108,6 +109,7 @@ class JobRow:
     error: str | None
     failure_class: str | None
     log: str | None
+    exit_code: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (times as ISO-8601 UTC)."""
@@ -147,6 +149,7 @@ class StatusReport:
     open_arrays: int
     latest_failures: list[Failure]
     jobs: list[JobRow] | None = None
+    jobs_matched: int | None = None  # how many jobs the selection matched (>= len(jobs))
     reconciled_at: datetime | None = None
     unknown_scheduler: str | None = None  # set when the scheduler could not be asked
 
@@ -188,6 +191,7 @@ class StatusReport:
             data["scheduler_error"] = self.unknown_scheduler
         if self.jobs is not None:
             data["jobs"] = [j.to_dict() for j in self.jobs]
+            data["jobs_matched"] = self.jobs_matched
         return data
 
 
@@ -200,11 +204,13 @@ class RetryReport:
     exhausted: list[Failure]
     submit: SubmitReport | None = None
     dry_run: bool = False
+    left_alone: int = 0  # selected jobs queued or running: never reset
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {
             "reset": self.reset,
+            "left_alone": self.left_alone,
             "waiting": [{"key": k, "next_retry_at": iso(t)} for k, t in self.waiting],
             "exhausted": [{**asdict(f), "next_retry_at": None} for f in self.exhausted],
             "submit": self.submit.to_dict() if self.submit else None,

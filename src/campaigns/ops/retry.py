@@ -6,12 +6,16 @@ attempt budget. The caller holds the campaign lock.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from campaigns.core.selection import Selection
 from campaigns.core.states import JobState
 from campaigns.errors import InputError
 from campaigns.ops import submit as submitting
 from campaigns.ops.context import Context
+from campaigns.ops.jobs import selected
 from campaigns.ops.reports import RetryReport
 from campaigns.ops.status import FAILURE_COLUMNS, failure, standing
 
@@ -23,11 +27,20 @@ def retry(
     ignore_backoff: bool = False,
     dry_run: bool = False,
     reset_keys: Sequence[str] | None = None,
+    reset: Selection | None = None,
     backend: str | None = None,
 ) -> RetryReport:
-    """Put failed jobs whose backoff has elapsed back to pending; optionally submit them."""
-    chosen = _reset(ctx, reset_keys, dry_run) if reset_keys else None
-    report = chosen or _due(ctx, ignore_backoff, dry_run)
+    """Put failed jobs whose backoff has elapsed back to pending; optionally submit them.
+
+    `reset_keys` (job keys or uids) or a `reset` selection instead start the chosen jobs
+    over, whatever their state but queued or running, with a fresh attempt budget.
+    """
+    if reset_keys:
+        report = _reset_keys(ctx, reset_keys, dry_run)
+    elif reset is not None:
+        report = _reset_selected(ctx, reset, dry_run)
+    else:
+        report = _due(ctx, ignore_backoff, dry_run)
     if submit and report.reset:
         name = ctx.backend(backend or ctx.store.campaign().get("backend"))
         sub = submitting.submit(ctx, name, dry_run=dry_run, only_keys=report.reset)
@@ -35,7 +48,7 @@ def retry(
     return report
 
 
-def _reset(ctx: Context, keys: Sequence[str], dry_run: bool) -> RetryReport:
+def _reset_keys(ctx: Context, keys: Sequence[str], dry_run: bool) -> RetryReport:
     store = ctx.store
     rows = store.jobs(keys=list(keys), columns=["id", "key", "uid", "state"])
     unknown = set(keys) - {r["key"] for r in rows} - {r["uid"] for r in rows}
@@ -47,9 +60,26 @@ def _reset(ctx: Context, keys: Sequence[str], dry_run: bool) -> RetryReport:
     busy = [r["key"] for r in rows if JobState(r["state"]).is_open]
     if busy:
         raise InputError(f"cannot reset jobs that are queued or running: {', '.join(busy[:5])}.")
+    return _start_over(ctx, rows, dry_run)
+
+
+def _reset_selected(ctx: Context, selection: Selection, dry_run: bool) -> RetryReport:
+    if selection.empty:
+        raise InputError(
+            "`retry --reset` needs job keys or a selection (--state, --class, --match): "
+            "e.g. `retry --reset --state cancelled` resumes every cancelled job."
+        )
+    rows = selected(ctx, selection, ["id", "key", "uid", "state"])
+    busy = sum(1 for r in rows if JobState(r["state"]).is_open)
+    report = _start_over(ctx, [r for r in rows if not JobState(r["state"]).is_open], dry_run)
+    return dataclasses.replace(report, left_alone=busy)
+
+
+def _start_over(ctx: Context, rows: Sequence[Mapping[str, Any]], dry_run: bool) -> RetryReport:
+    """Jobs (not queued or running) back to pending with a fresh attempt budget."""
     chosen = [r for r in rows if r["state"] != JobState.PENDING.value]
     if not dry_run:
-        store.reset_jobs(
+        ctx.store.reset_jobs(
             [r["id"] for r in chosen],
             old={JobState(r["state"]) for r in chosen},
             clear_attempts=True,

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from campaigns.core.backoff import retry_standing
+from campaigns.core.selection import Selection
 from campaigns.core.states import JobState
 from campaigns.ops.context import Context
-from campaigns.ops.reports import Failure, JobRow, StatusReport
+from campaigns.ops.jobs import job_rows
+from campaigns.ops.reports import Failure, StatusReport
 
 #: Columns of a failed job that a failure report needs.
 FAILURE_COLUMNS = [
@@ -23,7 +24,11 @@ FAILURE_COLUMNS = [
     "failure_class",
     "error",
     "group_id",
+    "ended_at",
 ]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def standing(row: Mapping[str, Any], max_retries: Mapping[int, int], now: datetime) -> str:
@@ -50,10 +55,14 @@ def status(
     ctx: Context,
     verbose: bool = False,
     *,
+    selection: Selection | None = None,
     reconciled_at: datetime | None = None,
     scheduler_error: str | None = None,
 ) -> StatusReport:
-    """Counts per state, failures and where the logs are; reads the store only."""
+    """Counts per state, failures and where the logs are; reads the store only.
+
+    `verbose` lists every job; `selection` lists the jobs it picks (up to its limit).
+    """
     store = ctx.store
     counts = {s.value: 0 for s in JobState}
     counts.update(store.counts())
@@ -68,10 +77,14 @@ def status(
         by_class[label] = by_class.get(label, 0) + 1
         standing_of[row["id"]] = standing(row, max_retries, now)
         standings[standing_of[row["id"]]] += 1
-    latest = failed[-10:]
+    # The most recent failures first (jobs never run have no end time: they sort last).
+    latest = sorted(failed, key=lambda r: r["ended_at"] or _EPOCH, reverse=True)[:10]
     logs = store.log_paths([r["id"] for r in latest])
     latest_failures = [failure(r, standing_of[r["id"]], logs.get(r["id"])) for r in latest]
     campaign = store.campaign()
+    jobs, matched = None, None
+    if verbose or selection is not None:
+        jobs, matched = job_rows(ctx, selection or Selection())
     return StatusReport(
         name=ctx.spec.name,
         version=ctx.spec.version,
@@ -86,27 +99,8 @@ def status(
         backend=campaign.get("backend"),
         open_arrays=len(store.submissions(states=["submitted"])),
         latest_failures=latest_failures,
-        jobs=_every_job(ctx) if verbose else None,
+        jobs=jobs,
+        jobs_matched=matched,
         reconciled_at=reconciled_at,
         unknown_scheduler=scheduler_error,
     )
-
-
-def _every_job(ctx: Context) -> list[JobRow]:
-    store = ctx.store
-    logs = store.log_paths(None)
-    return [
-        JobRow(
-            r["key"],
-            json.loads(r["params"]),
-            r["state"],
-            r["attempts"],
-            r["next_retry_at"],
-            r["scheduler_id"],
-            r["output"],
-            r["error"],
-            r["failure_class"],
-            logs.get(r["id"]),
-        )
-        for r in store.jobs()
-    ]

@@ -20,6 +20,7 @@ from campaigns.core.expand import CommandTemplate
 from campaigns.core.planning import ArrayPlan, plan_arrays
 from campaigns.core.policy import scaled
 from campaigns.core.spec import JobGroup, Resources
+from campaigns.core.states import JobState
 from campaigns.errors import SchedulerError, SubmissionUnknownError
 from campaigns.node.files import write_atomic
 from campaigns.ops.context import Context
@@ -70,11 +71,12 @@ class _Submission:
             states=states, columns=["id", "group_id", "time_scale", "memory_scale"], keys=only_keys
         )
         pending, groups = self._escalated_groups(candidates, groups)
+        cancelled = store.counts().get(JobState.CANCELLED.value, 0)
         limits = self.ctx.limits(scheduler)
         capacity = limits.max_queued_jobs - store.open_task_count()
         plan = plan_arrays(pending, groups, limits, capacity=capacity, limit=limit)
         if not plan.arrays:
-            return SubmitReport(name, dry_run, [], 0, plan.waiting, recovered)
+            return SubmitReport(name, dry_run, [], 0, plan.waiting, recovered, cancelled)
         job_ids = [jid for array in plan.arrays for task in array.tasks for jid in task]
         wanted = set(job_ids)
         jobs = {r["id"]: r for r in store.jobs(states=states, keys=only_keys) if r["id"] in wanted}
@@ -85,7 +87,7 @@ class _Submission:
             real = dataclasses.replace(array, group=groups[array.group].index)  # virtual -> real
             summaries.append(self._submit_array(name, scheduler, real, jobs, dry_run))
         submitted = sum(s.n_jobs for s in summaries)
-        return SubmitReport(name, dry_run, summaries, submitted, plan.waiting, recovered)
+        return SubmitReport(name, dry_run, summaries, submitted, plan.waiting, recovered, cancelled)
 
     def _escalated_groups(
         self, candidates: Sequence[Mapping[str, Any]], groups: dict[int, JobGroup]

@@ -62,6 +62,7 @@ class Reads(Database):
         columns: Sequence[str] | None = None,
         ids: Sequence[int] | None = None,
         keys: Sequence[str] | None = None,
+        failure_classes: Sequence[str] | None = None,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Job rows (as dicts), in expansion order, optionally filtered.
@@ -79,6 +80,8 @@ class Reads(Database):
         query = query.order_by(db.jobs_table.c.id)
         if states is not None:
             query = query.where(db.jobs_table.c.state.in_(list(states)))
+        if failure_classes is not None:
+            query = query.where(db.jobs_table.c.failure_class.in_(list(failure_classes)))
         if ids is not None and not big:
             query = query.where(db.jobs_table.c.id.in_(list(ids)))
         if keys is not None and not big:
