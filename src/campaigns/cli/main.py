@@ -127,6 +127,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         limit=args.limit,
         dry_run=args.dry_run,
         selection=None if chosen.empty else chosen,
+        resume=args.resume,
     )
     _emit(args, report, "submission")
     return 0

@@ -128,6 +128,11 @@ COMMANDS: dict[str, tuple[str, str, Callable[[], list[Option]]]] = {
             value("--limit", type=_positive, metavar="N", help="submit at most N jobs"),
             *selection("submit only pending"),
             flag("--dry-run", help="write and print the plan and scripts; submit nothing"),
+            flag(
+                "--resume",
+                help="close the circuit breaker (after fixing what made the jobs fail), "
+                "then submit",
+            ),
             json_flag(),
         ],
     ),

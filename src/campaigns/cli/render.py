@@ -144,6 +144,11 @@ def status(report: StatusReport, listing: bool = False) -> None:
     )
     if report.unknown_scheduler:
         console.print(f"[yellow]{report.unknown_scheduler}[/]")
+    if report.breaker_open_since is not None:
+        console.print(
+            f"[bold red]circuit breaker open[/] since {_when(report.breaker_open_since)}: "
+            f"{report.breaker_reason}. Nothing is submitted; fix the cause, then `submit --resume`."
+        )
     _failures(report, latest=not listing)
     if listing and report.jobs is not None:
         _jobs(report)

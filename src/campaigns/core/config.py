@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from campaigns.core import checks
+from campaigns.core.breaker import CircuitBreaker
 from campaigns.core.checks import did_you_mean
 from campaigns.core.policy import RetryPolicy
 from campaigns.core.schema_errors import explain, show, text_keys
@@ -27,6 +28,7 @@ from campaigns.core.spec import (
     CampaignSpec,
     Execution,
     Machine,
+    Notify,
     Override,
     ParamValue,
     QARules,
@@ -255,6 +257,7 @@ def build_spec(
         base_path=outputs.get("base_path", "./campaigns"),
         db_url=outputs.get("db_url"),
         qa=_qa_rules(merged.get("qa", {})),
+        notify=Notify(**merged.get("notify", {})),
         merged=merged,
         config_hash=digest,
         locate=locate,
@@ -333,6 +336,7 @@ def _execution(section: Mapping[str, Any]) -> Execution:
         batch_size=section.get("batch_size", 100),
         max_retries=section.get("max_retries", 3),
         retry=RetryPolicy.from_config(section),
+        breaker=CircuitBreaker.from_config(section.get("circuit_breaker")),
         timeout_hours=float(section.get("timeout_hours", 1.0)),
         array_parallelism=section.get("array_parallelism", 256),
         jobs_per_task=section.get("jobs_per_task", 1),

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from campaigns.core.breaker import CircuitBreaker
 from campaigns.core.policy import RetryPolicy
 
 ParamValue = str | int | float | bool
@@ -192,6 +193,15 @@ class Execution:
     jobs_per_task: int = 1
     backend: str | None = None
     local_workers: int = 0
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+
+
+@dataclass(frozen=True)
+class Notify:
+    """`notify:` the command told about the campaign (None: nobody), and how often."""
+
+    command: str | None = None
+    every_hours: float | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +237,7 @@ class CampaignSpec:
     base_path: str
     db_url: str | None
     qa: QARules
+    notify: Notify
     merged: Mapping[str, Any]  # the merged document, as saved in metadata/
     config_hash: str
     locate: Any = field(default=None, compare=False, repr=False)  # yamlsource.Locator

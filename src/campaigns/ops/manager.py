@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from campaigns.core.selection import Selection
-from campaigns.ops import cancel, estimate, init, monitor, qa, retry, status, validate
+from campaigns.ops import breaker, cancel, estimate, init, monitor, qa, retry, status, validate
 from campaigns.ops.context import Context
 from campaigns.ops.jobs import selected
 from campaigns.ops.reconcile import recover_intents
@@ -69,12 +69,15 @@ class CampaignManager(Context):
         limit: int | None = None,
         dry_run: bool = False,
         selection: Selection | None = None,
+        resume: bool = False,
     ) -> SubmitReport:
         """Submit pending jobs (those `selection` picks) as arrays within the site's limits;
-        crash recovery first."""
+        crash recovery first. `resume` closes an open circuit breaker first."""
         self.expansion  # noqa: B018 -- a config error must stop us before anything is submitted
         name = self.backend(backend)
         with self.lock():
+            if resume:
+                breaker.resume(self)
             recovered = recover_intents(self)
             keys = None
             if selection is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+from campaigns.ops import breaker, notify
 from campaigns.ops import retry as retrying
 from campaigns.ops import submit as submitting
 from campaigns.ops.context import Context
@@ -15,15 +16,19 @@ from campaigns.ops.status import status
 
 
 def tick(ctx: Context, *, resubmit: bool = False, backend: str | None = None) -> StatusReport:
-    """One refresh under the campaign lock, then the status."""
+    """One refresh under the campaign lock: reconcile, check the circuit breaker, keep the
+    campaign going (with `resubmit`, unless the breaker is open), notify; the status."""
     with ctx.lock():
         recover_intents(ctx)
         error = reconcile(ctx)
-        if resubmit:
+        trip = breaker.check(ctx)
+        if resubmit and not breaker.state(ctx).open:
             retrying.retry(ctx, submit=True, backend=backend)
             name = ctx.backend(backend or ctx.store.campaign().get("backend"))
             submitting.submit(ctx, name)
-    return status(ctx, reconciled_at=ctx.clock(), scheduler_error=error)
+        report = status(ctx, reconciled_at=ctx.clock(), scheduler_error=error)
+        notify.after_tick(ctx, report, trip)
+    return report
 
 
 def watch(

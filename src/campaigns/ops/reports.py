@@ -152,6 +152,8 @@ class StatusReport:
     jobs_matched: int | None = None  # how many jobs the selection matched (>= len(jobs))
     reconciled_at: datetime | None = None
     unknown_scheduler: str | None = None  # set when the scheduler could not be asked
+    breaker_open_since: datetime | None = None  # the circuit breaker is open: nothing submitted
+    breaker_reason: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -184,6 +186,11 @@ class StatusReport:
             "open_arrays": self.open_arrays,
             "finished": self.finished,
             "outcome": self.outcome,
+            "circuit_breaker": {
+                "open": self.breaker_open_since is not None,
+                "since": iso(self.breaker_open_since),
+                "reason": self.breaker_reason,
+            },
         }
         if self.reconciled_at is not None:
             data["reconciled_at"] = iso(self.reconciled_at)

@@ -14,6 +14,7 @@ from campaigns.core.selection import Selection
 from campaigns.core.states import JobState
 from campaigns.errors import InputError
 from campaigns.ops import submit as submitting
+from campaigns.ops.breaker import refuse_if_open
 from campaigns.ops.context import Context
 from campaigns.ops.jobs import selected
 from campaigns.ops.reports import RetryReport
@@ -35,6 +36,8 @@ def retry(
     `reset_keys` (job keys or uids) or a `reset` selection instead start the chosen jobs
     over, whatever their state but queued or running, with a fresh attempt budget.
     """
+    if submit and not dry_run:
+        refuse_if_open(ctx)  # before anything is reset
     if reset_keys:
         report = _reset_keys(ctx, reset_keys, dry_run)
     elif reset is not None:

@@ -9,6 +9,7 @@ from typing import Any
 from campaigns.core.backoff import retry_standing
 from campaigns.core.selection import Selection
 from campaigns.core.states import JobState
+from campaigns.ops.breaker import state as breaker_state
 from campaigns.ops.context import Context
 from campaigns.ops.jobs import job_rows
 from campaigns.ops.reports import Failure, StatusReport
@@ -82,6 +83,7 @@ def status(
     logs = store.log_paths([r["id"] for r in latest])
     latest_failures = [failure(r, standing_of[r["id"]], logs.get(r["id"])) for r in latest]
     campaign = store.campaign()
+    circuit = breaker_state(ctx)
     jobs, matched = None, None
     if verbose or selection is not None:
         jobs, matched = job_rows(ctx, selection or Selection())
@@ -103,4 +105,6 @@ def status(
         jobs_matched=matched,
         reconciled_at=reconciled_at,
         unknown_scheduler=scheduler_error,
+        breaker_open_since=circuit.since if circuit.open else None,
+        breaker_reason=circuit.reason if circuit.open else None,
     )

@@ -23,6 +23,7 @@ from campaigns.core.spec import JobGroup, Resources
 from campaigns.core.states import JobState
 from campaigns.errors import SchedulerError, SubmissionUnknownError
 from campaigns.node.files import write_atomic
+from campaigns.ops.breaker import refuse_if_open
 from campaigns.ops.context import Context
 from campaigns.ops.reports import ArraySummary, SubmitReport
 from campaigns.scheduler.base import ArrayRequest, Scheduler
@@ -39,7 +40,10 @@ def submit(
 ) -> SubmitReport:
     """Plan and submit pending jobs (or only `only_keys`; a dry run also takes failed ones).
 
-    The caller holds the campaign lock (a dry run needs none)."""
+    The caller holds the campaign lock (a dry run needs none). While the circuit breaker
+    is open nothing is submitted (CircuitOpenError), except in a dry run."""
+    if not dry_run:
+        refuse_if_open(ctx)
     return _Submission(ctx, name).run(limit, dry_run, list(recovered), only_keys)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -151,9 +152,30 @@ class Reads(Database):
         with self.reading() as conn:
             return [(end - start).total_seconds() for start, end in conn.execute(query)]
 
-    def events(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The newest events, newest last."""
+    def recent_outcomes(self, limit: int, since: datetime | None = None) -> list[bool]:
+        """Whether each of the `limit` most recently finished attempts (ended after `since`)
+        failed, newest first; cancelled attempts are left out."""
+        attempts = db.attempts_table
+        query = (
+            sa.select(attempts.c.state)
+            .where(attempts.c.state.in_(["completed", "failed"]))
+            .where(
+                sa.or_(attempts.c.failure_class.is_(None), attempts.c.failure_class != "cancelled")
+            )
+            .where(attempts.c.ended_at.is_not(None))
+            .order_by(attempts.c.ended_at.desc(), attempts.c.id.desc())
+            .limit(limit)
+        )
+        if since is not None:
+            query = query.where(attempts.c.ended_at > since)
+        with self.reading() as conn:
+            return [state == "failed" for (state,) in conn.execute(query)]
+
+    def events(self, limit: int = 50, kinds: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """The newest events (of these kinds), newest last."""
         query = sa.select(db.events_table).order_by(db.events_table.c.id.desc()).limit(limit)
+        if kinds is not None:
+            query = query.where(db.events_table.c.kind.in_(list(kinds)))
         with self.reading() as conn:
             rows = [dict(r) for r in conn.execute(query).mappings()]
         return rows[::-1]
