@@ -257,6 +257,8 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 # start jobs immediately instead of every few seconds
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
+# Slurm's cron (scrontab), as NERSC offers it to workflow managers: the autopilot uses it
+ScronParameters=enable
 # small on purpose: tests must exercise splitting campaigns into several arrays
 # (largest allowed array index is MaxArraySize-1)
 MaxArraySize=$MAX_ARRAY_SIZE
@@ -464,11 +466,51 @@ cmd_status() {
   return $ok
 }
 
+# Debian 12's slurm-client does not ship scrontab (Slurm's cron, which the autopilot uses).
+# Build it from the same Slurm version's Debian source against the installed
+# libslurmfull: configure once, compile its four files, install to /usr/local/bin.
+SCRONTAB=/usr/local/bin/scrontab
+build_scrontab() {
+  [[ -x $SCRONTAB ]] && return 0
+  local version t0=$SECONDS work=/var/cache/slurm-dev-scrontab
+  version=$(dpkg-query -W -f='${Version}' slurm-client)
+  log "building scrontab for slurm $version (log: /var/log/slurm-dev-scrontab.log)"
+  if ! (
+    set -e
+    cat >/etc/apt/sources.list.d/slurm-dev-src.sources <<'SRC'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 update -q
+    apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends dpkg-dev gcc libc6-dev
+    rm -rf "$work" && mkdir -p "$work" && cd "$work"
+    apt-get source -q "slurm-wlm=$version"
+    cd slurm-wlm-*/
+    ./configure --prefix=/usr --sysconfdir=/etc/slurm --libdir=/usr/lib/x86_64-linux-gnu -q
+    (cd src/scrontab && ld -r -b binary -o "$work/usage.o" usage.txt &&
+      ld -r -b binary -o "$work/default_crontab.o" default_crontab.txt)
+    gcc -O2 -no-pie -DHAVE_CONFIG_H -I. -Islurm -o "$SCRONTAB" src/scrontab/*.c \
+      "$work/usage.o" "$work/default_crontab.o" \
+      -L/usr/lib/x86_64-linux-gnu/slurm-wlm -lslurmfull \
+      -Wl,-rpath,/usr/lib/x86_64-linux-gnu/slurm-wlm -lpthread
+  ) >/var/log/slurm-dev-scrontab.log 2>&1; then
+    tail -n 30 /var/log/slurm-dev-scrontab.log >&2
+    die "building scrontab failed"
+  fi
+  rm -rf "$work"
+  log "scrontab built in $((SECONDS - t0))s"
+}
+
 cmd_up() {
   need_root up
   check_settings
   local t0=$SECONDS
   install_packages
+  build_scrontab
   write_configs
   start_munged
   start_mariadbd

@@ -208,6 +208,23 @@ def cmd_qa(args: argparse.Namespace) -> int:
     return OUTCOME_CODE[manager.status().outcome]
 
 
+def cmd_autopilot(args: argparse.Namespace) -> int:
+    manager = _manager(args)
+    if args.tick:  # one tick, as the installed entry runs it
+        manager.autopilot_tick(backend=args.backend)
+        return ExitCode.OK
+    if args.stop:
+        report = manager.stop_autopilot()
+    elif args.status:
+        report = manager.autopilot_status()
+    else:
+        report = manager.start_autopilot(
+            backend=args.backend, interval=args.interval, method=args.method
+        )
+    _emit(args, report, "autopilot")
+    return ExitCode.OK
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
     report = _manager(args).estimate_resources()
     _emit(args, report, "estimate")
@@ -224,6 +241,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "cancel": cmd_cancel,
     "estimate": cmd_estimate,
     "qa": cmd_qa,
+    "autopilot": cmd_autopilot,
 }
 
 

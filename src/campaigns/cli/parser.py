@@ -225,6 +225,29 @@ COMMANDS: dict[str, tuple[str, str, Callable[[], list[Option]]]] = {
         "config/examples/production_campaign.yaml",
         lambda: [json_flag()],
     ),
+    "autopilot": (
+        "keep the campaign going to the end with nobody watching (scrontab or a batch job on "
+        "Slurm, a detached process locally); one line per tick in logs/autopilot.log",
+        "config/examples/test_campaign.yaml --interval 300",
+        lambda: [
+            backend("backend to submit to (default: the one the campaign last used)"),
+            value(
+                "--interval",
+                type=_positive_float,
+                metavar="S",
+                help="seconds between ticks (default 300; scrontab rounds to whole minutes)",
+            ),
+            value(
+                "--method",
+                choices=["batch"],
+                help="on Slurm, a self-queueing batch job even where scrontab works",
+            ),
+            flag("--status", help="say whether it runs, how, and what the last tick did"),
+            flag("--stop", help="remove it"),
+            flag("--tick", help=argparse.SUPPRESS),  # what the installed entry runs
+            json_flag(),
+        ],
+    ),
     "cancel": (
         "cancel the campaign's queued and running jobs",
         "config/examples/test_campaign.yaml",

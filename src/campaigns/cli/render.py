@@ -24,6 +24,7 @@ from campaigns.ops.reports import (
 )
 
 if TYPE_CHECKING:
+    from campaigns.ops.autopilot import AutopilotReport
     from campaigns.qa.report import QAReport
 
 #: Piped output (logs, `nohup`) is not cut at 80 columns: lines stay whole.
@@ -311,6 +312,22 @@ def _plain_monitor(reports: Iterable[StatusReport]) -> StatusReport:
     assert last is not None  # the watch yields at least once
     status(last)
     return last
+
+
+def autopilot(report: AutopilotReport) -> None:
+    """`autopilot` output."""
+    if report.active:
+        console.print(f"[green]autopilot on[/]: {report.how}")
+        if report.installed_at:
+            console.print(
+                f"  installed {_when(report.installed_at)}, a tick every "
+                f"{_duration(report.interval or 0)}"
+            )
+    else:
+        console.print("[yellow]autopilot off[/]" + (f" (was: {report.how})" if report.how else ""))
+    if report.last_tick:
+        console.print(f"  last: {report.last_tick}")
+    console.print(f"  log: {report.log}", style="dim")
 
 
 def estimate(report: EstimateReport) -> None:

@@ -19,7 +19,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from campaigns.core.selection import Selection
-from campaigns.ops import breaker, cancel, estimate, init, monitor, qa, retry, status, validate
+from campaigns.ops import (
+    autopilot,
+    breaker,
+    cancel,
+    estimate,
+    init,
+    monitor,
+    qa,
+    retry,
+    status,
+    validate,
+)
 from campaigns.ops.context import Context
 from campaigns.ops.jobs import selected
 from campaigns.ops.reconcile import recover_intents
@@ -62,6 +73,10 @@ class CampaignManager(Context):
     retry_failed_jobs = _locked(retry.retry)
     cancel = _locked(cancel.cancel)
     qa = _locked(qa.run_qa)
+    start_autopilot = autopilot.start
+    autopilot_tick = autopilot.tick
+    stop_autopilot = autopilot.stop
+    autopilot_status = autopilot.status
 
     def submit_campaign(
         self,

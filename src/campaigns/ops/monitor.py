@@ -19,16 +19,30 @@ def tick(ctx: Context, *, resubmit: bool = False, backend: str | None = None) ->
     """One refresh under the campaign lock: reconcile, check the circuit breaker, keep the
     campaign going (with `resubmit`, unless the breaker is open), notify; the status."""
     with ctx.lock():
-        recover_intents(ctx)
-        error = reconcile(ctx)
-        trip = breaker.check(ctx)
-        if resubmit and not breaker.state(ctx).open:
-            retrying.retry(ctx, submit=True, backend=backend)
-            name = ctx.backend(backend or ctx.store.campaign().get("backend"))
-            submitting.submit(ctx, name)
-        report = status(ctx, reconciled_at=ctx.clock(), scheduler_error=error)
-        notify.after_tick(ctx, report, trip)
-    return report
+        return step(ctx, resubmit=resubmit, backend=backend)[0]
+
+
+def step(
+    ctx: Context, *, resubmit: bool = False, backend: str | None = None
+) -> tuple[StatusReport, list[str]]:
+    """`tick`'s work, for a caller that holds the lock: the status and what was done."""
+    done = [f"recovered: {line}" for line in recover_intents(ctx)]
+    error = reconcile(ctx)
+    trip = breaker.check(ctx)
+    if trip is not None:
+        done.append(f"circuit breaker opened: {trip.reason()}")
+    if resubmit and not breaker.state(ctx).open:
+        retried = retrying.retry(ctx, submit=True, backend=backend)
+        name = ctx.backend(backend or ctx.store.campaign().get("backend"))
+        submitted = submitting.submit(ctx, name)
+        if retried.reset:
+            done.append(f"retried {len(retried.reset)}")
+        total = submitted.submitted_jobs + (retried.submit.submitted_jobs if retried.submit else 0)
+        if total:
+            done.append(f"submitted {total}")
+    report = status(ctx, reconciled_at=ctx.clock(), scheduler_error=error)
+    done += [f"notified {kind}" for kind in notify.after_tick(ctx, report, trip)]
+    return report, done
 
 
 def watch(

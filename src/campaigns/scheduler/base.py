@@ -54,6 +54,41 @@ class ArrayStatus:
     known: bool = True  # False: the scheduler has no record of the array at all
 
 
+@dataclass(frozen=True)
+class TickJob:
+    """A command an autopilot runs every `interval` seconds, unattended (one campaign's tick)."""
+
+    tag: str  # unique per campaign and safe in job names
+    argv: tuple[str, ...]  # one tick
+    interval: float  # seconds between ticks
+    folder: Path  # logs/autopilot/: its scripts, state and output; `stop` in it ends the ticks
+    sbatch_options: tuple[tuple[str, str], ...] = ()  # account, partition, qos for Slurm ticks
+    method: str | None = None  # a backend's way to prefer (e.g. Slurm's "batch"); None: its best
+
+    @property
+    def stop_file(self) -> Path:
+        """Present: no further tick runs."""
+        return self.folder / "stop"
+
+
+class Autopilot(Protocol):
+    """How a backend runs a recurring tick with nobody watching."""
+
+    method: str  # e.g. "scrontab", "batch", "process"
+
+    def install(self, job: TickJob) -> str:
+        """Start the recurring tick (idempotent); a line saying how it runs."""
+        ...
+
+    def remove(self, job: TickJob) -> None:
+        """Stop it: no tick starts after this returns (one running may finish)."""
+        ...
+
+    def active(self, job: TickJob) -> bool:
+        """True while the recurring tick is installed."""
+        ...
+
+
 class Scheduler(Protocol):
     """What every backend provides."""
 
@@ -95,4 +130,8 @@ class Scheduler(Protocol):
 
     def log_path(self, folder: Path, scheduler_id: str, task_index: int) -> Path:
         """Where the log of one task goes."""
+        ...
+
+    def autopilot(self) -> Autopilot:
+        """How this backend runs the autopilot's tick."""
         ...

@@ -23,7 +23,8 @@ from campaigns.core.spec import Machine
 from campaigns.core.states import TaskState
 from campaigns.node.files import utc_iso
 from campaigns.node.runner import CLAIM, STATUS, claim, read_claim
-from campaigns.scheduler.base import ArrayRequest, ArrayStatus, TaskStatus
+from campaigns.node.ticker import PID_FILE
+from campaigns.scheduler.base import ArrayRequest, ArrayStatus, TaskStatus, TickJob
 
 
 class LocalScheduler:
@@ -121,6 +122,52 @@ class LocalScheduler:
     def log_path(self, folder: Path, scheduler_id: str, task_index: int) -> Path:
         """One log per task."""
         return folder / f"task-{task_index:05d}.log"
+
+    def autopilot(self) -> LocalAutopilot:
+        """A detached ticker process on this machine."""
+        return LocalAutopilot(self.python)
+
+
+class LocalAutopilot:
+    """The autopilot as a detached local process (`campaigns.node.ticker`)."""
+
+    method = "process"
+
+    def __init__(self, python: str) -> None:
+        self.python = python
+
+    def install(self, job: TickJob) -> str:
+        """Start the ticker unless one runs for this campaign already."""
+        if self.active(job):
+            return f"a ticker process already runs ({job.folder / PID_FILE})"
+        job.folder.mkdir(parents=True, exist_ok=True)
+        (job.folder / PID_FILE).unlink(missing_ok=True)
+        argv = [self.python, "-m", "campaigns.node.ticker", str(job.folder), str(job.interval)]
+        with open(job.folder / "ticker.out", "ab") as out:
+            subprocess.Popen(
+                [*argv, "--", *job.argv],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        deadline = time.monotonic() + 10
+        while not (job.folder / PID_FILE).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return f"a detached ticker process (pid in {job.folder / PID_FILE})"
+
+    def remove(self, job: TickJob) -> None:
+        """The ticker stops at its next look at the stop file; a running tick finishes."""
+        job.stop_file.touch()
+
+    def active(self, job: TickJob) -> bool:
+        """True while the ticker process lives."""
+        try:
+            pid = int((job.folder / PID_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        return _alive(pid, job.folder)
 
 
 def _alive(pid: int | None, folder: Path) -> bool:

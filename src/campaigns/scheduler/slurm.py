@@ -38,6 +38,7 @@ from pathlib import Path
 from campaigns.core.spec import Machine
 from campaigns.errors import SchedulerError, SubmissionUnknownError
 from campaigns.scheduler.base import ArrayRequest, ArrayStatus
+from campaigns.scheduler.slurm_autopilot import SlurmAutopilot
 from campaigns.scheduler.slurm_cli import query, retrying, sbatch, sbatch_script
 from campaigns.scheduler.slurm_text import (
     ABANDONED,
@@ -228,6 +229,10 @@ class SlurmScheduler:
     def log_path(self, folder: Path, scheduler_id: str, task_index: int) -> Path:
         """submitit's stdout (stderr merged) of one array task."""
         return Path(folder) / f"{base_id(scheduler_id)}_{task_index}_0_log.out"
+
+    def autopilot(self) -> SlurmAutopilot:
+        """scrontab where it works, else a self-queueing batch job."""
+        return SlurmAutopilot()
 
     def max_array_size(self) -> int | None:
         """The site's MaxArraySize (tasks per array), from `scontrol show config`; or None."""

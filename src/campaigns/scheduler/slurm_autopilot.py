@@ -1,0 +1,175 @@
+"""The autopilot on Slurm: the tick as a `scrontab` entry (Slurm's cron, which NERSC offers
+workflow managers), or, where scrontab is missing or disabled, as a small batch job that
+queues the next tick before it runs its own.
+
+scrontab replaces the user's whole crontab, so the campaign's lines go between marker
+comments and everything else is kept. The batch chain queues tick n+1 (`--begin=now+S`)
+before tick n starts, so a tick killed mid-way never ends the chain; `stop` in the
+autopilot folder, plus a `scancel` of the queued tick, ends it.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from campaigns.errors import SchedulerError
+from campaigns.scheduler.base import TickJob
+from campaigns.scheduler.slurm_cli import query
+
+#: A tick is short; this bounds one that hangs.
+TICK_MINUTES = 15
+
+
+def cron_schedule(interval: float) -> str:
+    """The cron schedule closest to every `interval` seconds (at least every minute)."""
+    minutes = max(1, round(interval / 60))
+    if minutes == 1:
+        return "* * * * *"  # Slurm's cron parser refuses a step of 1
+    if minutes < 60:
+        return f"*/{minutes} * * * *"
+    hours = max(1, min(23, round(minutes / 60)))
+    return "0 * * * *" if hours == 1 else f"0 */{hours} * * *"
+
+
+def job_name(job: TickJob) -> str:
+    """The Slurm job name of the campaign's ticks."""
+    return f"cmp-auto-{job.tag}"
+
+
+def crontab_block(job: TickJob) -> list[str]:
+    """The campaign's lines in the user's scrontab, between markers (pure)."""
+    options = [f"--{k.replace('_', '-')}={v}" for k, v in job.sbatch_options]
+    return [
+        f"# campaigns autopilot {job.tag} begin",
+        f"#SCRON --job-name={job_name(job)} --time={TICK_MINUTES} "
+        f"--output={job.folder / 'scrontab.out'} --open-mode=append {' '.join(options)}".rstrip(),
+        f"{cron_schedule(job.interval)} {shlex.join(job.argv)}",
+        f"# campaigns autopilot {job.tag} end",
+    ]
+
+
+def without_block(lines: Sequence[str], tag: str) -> list[str]:
+    """`lines` minus the campaign's block (other entries kept as they are)."""
+    out, inside = [], False
+    for line in lines:
+        if line.strip() == f"# campaigns autopilot {tag} begin":
+            inside = True
+        elif line.strip() == f"# campaigns autopilot {tag} end":
+            inside = False
+        elif not inside:
+            out.append(line)
+    return out
+
+
+def batch_script(job: TickJob) -> str:
+    """The self-queueing batch tick (pure)."""
+    script = job.folder / "tick.sbatch"
+    options = "".join(f"#SBATCH --{k.replace('_', '-')}={v}\n" for k, v in job.sbatch_options)
+    stop = shlex.quote(str(job.stop_file))
+    return (
+        "#!/bin/bash\n"
+        f"#SBATCH --job-name={job_name(job)}\n"
+        f"#SBATCH --time={TICK_MINUTES}\n"
+        f"#SBATCH --output={job.folder / 'batch.out'}\n"
+        "#SBATCH --open-mode=append\n"
+        f"{options}"
+        f"[ -e {stop} ] && exit 0\n"
+        "# Queue the next tick first: a tick killed mid-way must not end the chain.\n"
+        f"sbatch --quiet --begin=now+{max(1, round(job.interval))} {shlex.quote(str(script))}\n"
+        f"exec {shlex.join(job.argv)}\n"
+    )
+
+
+class SlurmAutopilot:
+    """scrontab where it works, else the batch chain."""
+
+    def __init__(self) -> None:
+        self.method = "scrontab" if shutil.which("scrontab") else "batch"
+
+    def install(self, job: TickJob) -> str:
+        """Install the tick; falls back to the batch chain where scrontab refuses."""
+        job.folder.mkdir(parents=True, exist_ok=True)
+        if job.method == "batch":
+            self.method = "batch"
+        if self.method == "scrontab":
+            try:
+                self._write_crontab([*without_block(_crontab(), job.tag), *crontab_block(job)])
+                return f"a scrontab entry ({cron_schedule(job.interval)}), job {job_name(job)}"
+            except SchedulerError as exc:
+                if "disabled" not in str(exc).lower():
+                    raise
+                self.method = "batch"  # ScronParameters=enable is not set here
+        script = job.folder / "tick.sbatch"
+        script.write_text(batch_script(job))
+        if not self._queued(job):
+            query(["sbatch", "--quiet", str(script)], "sbatch")
+        return f"a self-queueing batch job {job_name(job)} every {round(job.interval)} s"
+
+    def remove(self, job: TickJob) -> None:
+        """Remove the scrontab entry, stop the chain and cancel a queued tick."""
+        job.folder.mkdir(parents=True, exist_ok=True)
+        job.stop_file.touch()
+        if shutil.which("scrontab"):
+            current = _crontab()
+            if any(job.tag in line for line in current):
+                self._write_crontab(without_block(current, job.tag))
+        query(
+            [
+                "scancel",
+                "--quiet",
+                "--state=PENDING",
+                "--name",
+                job_name(job),
+                "-u",
+                str(os.getuid()),
+            ],
+            "scancel",
+        )
+
+    def active(self, job: TickJob) -> bool:
+        """True while an entry or a queued tick exists."""
+        if shutil.which("scrontab") and any(
+            line.strip() == f"# campaigns autopilot {job.tag} begin" for line in _crontab()
+        ):
+            return True
+        return self._queued(job)
+
+    def _queued(self, job: TickJob) -> bool:
+        """A tick of this campaign pending or running in the batch chain."""
+        out = query(
+            ["squeue", "-h", "-u", str(os.getuid()), "--name", job_name(job), "-o", "%i"],
+            "squeue",
+        )
+        return bool(out.strip())
+
+    @staticmethod
+    def _write_crontab(lines: list[str]) -> None:
+        with tempfile.NamedTemporaryFile("w", suffix=".cron", delete=False) as fh:
+            fh.write("\n".join(lines) + "\n")
+        try:
+            done = subprocess.run(
+                ["scrontab", fh.name], capture_output=True, text=True, check=False, timeout=60
+            )
+        finally:
+            Path(fh.name).unlink(missing_ok=True)
+        if done.returncode != 0:
+            raise SchedulerError(f"scrontab refused the entry: {done.stderr.strip()}")
+
+
+def _crontab() -> list[str]:
+    """The user's scrontab lines (none yet: empty)."""
+    done = subprocess.run(
+        ["scrontab", "-l"], capture_output=True, text=True, check=False, timeout=60
+    )
+    if done.returncode != 0:
+        said = (done.stderr + done.stdout).strip()
+        if "no crontab" in said.lower():
+            return []
+        raise SchedulerError(f"`scrontab -l` failed: {said}")
+    return done.stdout.splitlines()
