@@ -155,3 +155,44 @@ def test_selection_parsing_is_pure() -> None:
         parse_match("n=5..1", ["n"])
     with pytest.raises(InputError, match="not NAME=VALUE"):
         parse_match("n", ["n"])
+
+
+def test_the_live_screen_measures_throughput_over_a_window() -> None:
+    from datetime import datetime, timezone
+
+    from campaigns.cli.live import Throughput, progress_text
+    from campaigns.ops.reports import StatusReport
+
+    meter = Throughput(window=60)
+    for second, done in [(0, 0), (30, 10), (60, 20), (90, 50)]:
+        meter.add(second, done)
+    assert meter.per_second() == pytest.approx(40 / 60)  # the first sample left the window
+    counts = {
+        "pending": 0,
+        "queued": 40,
+        "running": 0,
+        "completed": 50,
+        "failed": 10,
+        "cancelled": 0,
+    }
+    soon = datetime(2026, 1, 1, 12, 30, tzinfo=timezone.utc)
+    report = StatusReport(
+        "C",
+        "v1",
+        "/c",
+        100,
+        counts,
+        {"exit_code": 10},
+        0,
+        10,
+        0,
+        "/l",
+        "local",
+        1,
+        [],
+        next_retry_at=soon,
+    )
+    text = progress_text(report, meter.per_second(), 125)
+    assert text == (
+        "elapsed 2m05s; 40.0 jobs/min, ETA 75s; 10 wait for a retry, next at 12:30:00 UTC"
+    )

@@ -160,9 +160,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             _print_json(report.to_dict())
             sys.stdout.flush()
     else:
-        from campaigns.cli import render
+        from campaigns.cli import live
 
-        report = render.live_monitor(reports, interval)
+        report = live.live_monitor(reports, interval)
     return OUTCOME_CODE[report.outcome]
 
 

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -45,11 +41,12 @@ def _when(value: datetime | None) -> str:
     seconds = (value - datetime.now(timezone.utc)).total_seconds()
     stamp = value.strftime("%Y-%m-%d %H:%M:%S UTC")
     if seconds > 0:
-        return f"{stamp} (in {_duration(seconds)})"
+        return f"{stamp} (in {duration(seconds)})"
     return stamp
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """A span as `45s`, `12m05s` or `3h07m`."""
     seconds = int(seconds)
     if seconds < 120:
         return f"{seconds}s"
@@ -128,7 +125,8 @@ def submission(report: SubmitReport) -> None:
         )
 
 
-def _counts_line(report: StatusReport) -> Text:
+def counts_line(report: StatusReport) -> Text:
+    """Counts per state, coloured."""
     text = Text()
     for state, n in report.counts.items():
         text.append(f"{state} {n:,}  ", style=STATE_STYLE.get(state, ""))
@@ -138,7 +136,7 @@ def _counts_line(report: StatusReport) -> Text:
 def status(report: StatusReport, listing: bool = False) -> None:
     """`status` / `monitor --once` output; `listing` adds the table of selected jobs."""
     console.print(f"[bold]{report.name}[/] {report.version}  {report.path}")
-    console.print(_counts_line(report))
+    console.print(counts_line(report))
     console.print(
         f"total {report.total:,}; open arrays {report.open_arrays}; "
         f"backend {report.backend or '-'}; logs in {report.logs}"
@@ -192,7 +190,7 @@ def _short_when(value: datetime | None) -> str:
     if value is None:
         return ""
     seconds = (value - datetime.now(timezone.utc)).total_seconds()
-    return f"in {_duration(seconds)}" if seconds > 0 else "due"
+    return f"in {duration(seconds)}" if seconds > 0 else "due"
 
 
 def _failures(report: StatusReport, latest: bool = True) -> None:
@@ -251,69 +249,6 @@ def retry(report: RetryReport) -> None:
         submission(report.submit)
 
 
-def live_monitor(reports: Iterable[StatusReport], interval: float) -> StatusReport:
-    """Live progress bar with counts per state, throughput and ETA, until all is final;
-    returns the last report."""
-    if not console.is_terminal:
-        return _plain_monitor(reports)
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.percentage:>5.1f}%"),
-        console=console,
-    )
-    task = progress.add_task("completed", total=1)
-    first: tuple[float, int] | None = None
-    last: StatusReport | None = None
-    with Live(progress, console=console, refresh_per_second=4, transient=False) as live:
-        for report in reports:
-            last = report
-            done = report.counts["completed"]
-            now = time.monotonic()
-            first = first or (now, done)
-            rate = (done - first[1]) / (now - first[0]) if now > first[0] else 0.0
-            remaining = report.total - done - report.counts["cancelled"] - report.exhausted
-            eta = _duration(remaining / rate) if rate > 0 else "-"
-            progress.update(task, total=report.total, completed=done)
-            lines: list[RenderableType] = [
-                progress,
-                _counts_line(report),
-                Text(
-                    f"{rate * 60:.1f} jobs/min, ETA {eta}; next refresh in {_duration(interval)}",
-                    style="dim",
-                ),
-            ]
-            if report.unknown_scheduler:
-                lines.append(Text(report.unknown_scheduler, style="yellow"))
-            for f in report.latest_failures[-3:]:
-                lines.append(
-                    Text(f"failed {f.key}: {f.failure_class} ({f.error}) log {f.log}", style="red")
-                )
-            live.update(Group(*lines))
-    assert last is not None  # the watch yields at least once
-    status(last)
-    return last
-
-
-def _plain_monitor(reports: Iterable[StatusReport]) -> StatusReport:
-    """One line per refresh, for logs and pipes."""
-    last: StatusReport | None = None
-    for report in reports:
-        last = report
-        stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
-        counts = ", ".join(f"{k} {v:,}" for k, v in report.counts.items() if v and k != "completed")
-        extra = f" [{report.unknown_scheduler}]" if report.unknown_scheduler else ""
-        console.print(
-            f"{stamp} {report.counts['completed']:,}/{report.total:,} completed"
-            f"{'; ' + counts if counts else ''}{extra}",
-            soft_wrap=True,
-        )
-    assert last is not None  # the watch yields at least once
-    status(last)
-    return last
-
-
 def autopilot(report: AutopilotReport) -> None:
     """`autopilot` output."""
     if report.active:
@@ -321,7 +256,7 @@ def autopilot(report: AutopilotReport) -> None:
         if report.installed_at:
             console.print(
                 f"  installed {_when(report.installed_at)}, a tick every "
-                f"{_duration(report.interval or 0)}"
+                f"{duration(report.interval or 0)}"
             )
     else:
         console.print("[yellow]autopilot off[/]" + (f" (was: {report.how})" if report.how else ""))

@@ -152,6 +152,7 @@ class StatusReport:
     jobs_matched: int | None = None  # how many jobs the selection matched (>= len(jobs))
     reconciled_at: datetime | None = None
     unknown_scheduler: str | None = None  # set when the scheduler could not be asked
+    next_retry_at: datetime | None = None  # the soonest retry of a job waiting for its backoff
     breaker_open_since: datetime | None = None  # the circuit breaker is open: nothing submitted
     breaker_reason: str | None = None
 
@@ -180,6 +181,7 @@ class StatusReport:
                 "retry_due": self.retry_due,
                 "retry_waiting": self.retry_waiting,
                 "exhausted": self.exhausted,
+                "next_retry_at": iso(self.next_retry_at),
             },
             "logs": self.logs,
             "backend": self.backend,

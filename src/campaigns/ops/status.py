@@ -73,11 +73,16 @@ def status(
     by_class: dict[str, int] = {}
     standings = {"due": 0, "waiting": 0, "exhausted": 0}
     standing_of = {}
+    soonest = None
     for row in failed:
         label = row["failure_class"] or "unknown"
         by_class[label] = by_class.get(label, 0) + 1
         standing_of[row["id"]] = standing(row, max_retries, now)
         standings[standing_of[row["id"]]] += 1
+        if standing_of[row["id"]] == "waiting" and (
+            soonest is None or row["next_retry_at"] < soonest
+        ):
+            soonest = row["next_retry_at"]
     # The most recent failures first (jobs never run have no end time: they sort last).
     latest = sorted(failed, key=lambda r: r["ended_at"] or _EPOCH, reverse=True)[:10]
     logs = store.log_paths([r["id"] for r in latest])
@@ -105,6 +110,7 @@ def status(
         jobs_matched=matched,
         reconciled_at=reconciled_at,
         unknown_scheduler=scheduler_error,
+        next_retry_at=soonest,
         breaker_open_since=circuit.since if circuit.open else None,
         breaker_reason=circuit.reason if circuit.open else None,
     )
