@@ -174,16 +174,21 @@ Exit codes
 =======  ===============================================================================
 code     meaning
 =======  ===============================================================================
-``0``    success
+``0``    success; for ``status --check``, a blocking ``monitor``, ``monitor --submit`` and
+         ``qa``: every job completed (and, for ``qa``, every output is valid)
 ``1``    an operational failure after retries: the scheduler or the database could not
-         be reached, another manager holds the campaign, or ``qa`` found invalid outputs
+         be reached, another manager holds the campaign, the circuit breaker is open
 ``2``    bad input (the campaign or machine file, or the arguments): one paragraph naming
          the file, the key and the line where known; nothing was created or changed
+``3``    the campaign ended incomplete: jobs failed for good or were cancelled, or ``qa``
+         found invalid outputs
+``4``    not finished: ``status --check``, a blocking ``monitor`` without ``--submit`` or
+         ``qa`` returned while jobs may still change
 ``130``  interrupted (Ctrl-C)
 =======  ===============================================================================
 
 ``monitor --once`` is a polling primitive: it returns 0 whenever the refresh itself
-worked, whatever state the campaign is in.
+worked, whatever state the campaign is in; so does ``status`` without ``--check``.
 
 JSON output
 -----------
@@ -205,20 +210,25 @@ object per line, one per refresh. Times are ISO-8601 UTC (``2026-05-01T12:00:00Z
                                            # missing_output, lost, invalid_output
        "retry_due": int,                   # failed, backoff elapsed: `retry` resets them
        "retry_waiting": int,               # failed, backoff not elapsed yet
-       "exhausted": int                    # failed for good (no attempts left, or permanent)
+       "exhausted": int,                   # failed for good (no attempts left, or permanent)
+       "next_retry_at": str | null         # the soonest retry of a waiting job
      },
      "logs": str,                          # the campaign's logs/ folder
      "backend": str | null,                # the backend it last submitted to
      "open_arrays": int,                   # submitted arrays not yet finished
      "finished": bool,                     # no job will change without user action
+     "outcome": str,                       # complete | incomplete | unfinished (exit 0/3/4)
+     "circuit_breaker": {"open": bool, "since": str | null, "reason": str | null},
      "reconciled_at": str,                 # monitor only: when the scheduler was asked
      "scheduler_error": str,               # only when the scheduler could not be asked
-     "jobs": [                             # with --verbose only, in campaign order
+     "jobs_matched": int,                  # with --verbose/--jobs: how many the selection matched
+     "jobs": [                             # with --verbose/--jobs only, in campaign order
        {"key": str, "params": {name: value},   # values keep their YAML types
         "state": str, "attempts": int, "next_retry_at": str | null,
         "scheduler_id": str | null,        # e.g. "1234_7" (array job id _ task index)
         "output": str,                     # relative to catalogs/
-        "error": str | null, "failure_class": str | null, "log": str | null}
+        "error": str | null, "failure_class": str | null, "exit_code": int | null,
+        "log": str | null}
      ]
    }
 
