@@ -30,13 +30,17 @@ def run_under_autopilot(
     assert main(["autopilot", *args, "--backend", "slurm", *options]) == 0
     capsys.readouterr()
     deadline = time.monotonic() + 300
-    while True:  # observe only: `status` reads the store and asks no scheduler
-        assert main(["status", *args, "--json"]) == 0
-        report = json.loads(capsys.readouterr().out)
-        if report["finished"]:
-            break
-        assert time.monotonic() < deadline, report
-        time.sleep(3)
+    try:
+        while True:  # observe only: `status` reads the store and asks no scheduler
+            assert main(["status", *args, "--json"]) == 0
+            report = json.loads(capsys.readouterr().out)
+            if report["finished"]:
+                break
+            assert time.monotonic() < deadline, report
+            time.sleep(3)
+    except BaseException:
+        main(["autopilot", *args, "--stop"])  # no tick may outlive a failed test
+        raise
     time.sleep(2)  # the finishing tick removes the autopilot right after the last update
     assert main(["autopilot", *args, "--status", "--json"]) == 0
     return args, {"status": report, "autopilot": json.loads(capsys.readouterr().out)}

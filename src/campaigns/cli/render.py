@@ -262,6 +262,8 @@ def autopilot(report: AutopilotReport) -> None:
         console.print("[yellow]autopilot off[/]" + (f" (was: {report.how})" if report.how else ""))
     if report.last_tick:
         console.print(f"  last: {report.last_tick}")
+    if report.next_tick:
+        console.print(f"  next tick about {_when(report.next_tick)}")
     console.print(f"  log: {report.log}", style="dim")
 
 

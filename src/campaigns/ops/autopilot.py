@@ -15,7 +15,7 @@ import hashlib
 import json
 import sys
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ class AutopilotReport:
     installed_at: datetime | None
     last_tick: str | None  # the last line of logs/autopilot.log
     log: str
+    next_tick: datetime | None = None  # about when the next tick runs, while active
 
     def to_dict(self) -> dict[str, object]:
         """JSON form."""
@@ -51,6 +52,7 @@ class AutopilotReport:
             "interval_seconds": self.interval,
             "installed_at": iso(self.installed_at),
             "last_tick": self.last_tick,
+            "next_tick": iso(self.next_tick),
             "log": self.log,
         }
 
@@ -160,7 +162,10 @@ def status(ctx: Context) -> AutopilotReport:
         lines = log_file(ctx).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         lines = []
+    last = parse_iso(lines[-1].split(" ", 1)[0]) if lines else None
+    interval = state.get("interval")
     return AutopilotReport(
+        next_tick=last + timedelta(seconds=interval) if active and last and interval else None,
         active=active,
         method=state.get("method"),
         how=state.get("how"),
