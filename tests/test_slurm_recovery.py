@@ -13,6 +13,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,27 +44,24 @@ def make(
     title: str,
     command: str,
     *,
-    n: int = 1,
-    retries: int = 2,
     base: float = 1,
-    hours: float = 0.25,
     per_task: int = 1,
-    batch: int = 100,
-    job_type: str = "cpu_intensive",
+    **settings: Any,
 ) -> Path:
+    """A recovery campaign: one job and two retries unless `settings` (write_campaign's
+    n, retries, hours, batch, job_type) say otherwise."""
+    backoff = f"{{base_seconds: {base}, factor: 2, max_seconds: 60, jitter: 0.0}}"
+    execution = RECOVERY_EXECUTION.format(per_task=per_task)
+    options = {"n": 1, "retries": 2, **settings}
     return write_campaign(
         tmp_path,
         title,
-        n=n,
         command=command,
-        batch=batch,
-        retries=retries,
-        hours=hours,
-        job_type=job_type,
-        backoff=f"{{base_seconds: {base}, factor: 2, max_seconds: 60, jitter: 0.0}}",
-        execution=RECOVERY_EXECUTION.format(per_task=per_task),
+        backoff=backoff,
+        execution=execution,
         extra=THREE_CPUS,
         prefix="Recovery",
+        **options,
     )
 
 

@@ -12,20 +12,11 @@ from campaigns.ops.context import Context
 from campaigns.ops.reports import JobRow
 
 #: The columns a job row needs.
-COLUMNS = [
-    "id",
-    "key",
-    "uid",
-    "params",
-    "state",
-    "attempts",
-    "next_retry_at",
-    "scheduler_id",
-    "output",
-    "error",
-    "failure_class",
-    "exit_code",
-]
+_COLUMNS = (
+    "id key uid params state attempts next_retry_at scheduler_id output error failure_class "
+    "exit_code"
+)
+COLUMNS = _COLUMNS.split()
 
 
 def selected(

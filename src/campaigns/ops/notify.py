@@ -20,7 +20,8 @@ from campaigns.ops.context import Context
 from campaigns.ops.reports import StatusReport
 
 SENT, FAILED = "notified", "notify_failed"
-TIMEOUT_S = 120
+#: How the notifier runs: through the shell, its output kept for the event log, bounded.
+_RUN: dict[str, Any] = {"shell": True, "capture_output": True, "text": True, "timeout": 120}
 
 
 def after_tick(ctx: Context, report: StatusReport, trip: Trip | None) -> list[str]:
@@ -55,17 +56,9 @@ def send(ctx: Context, kind: str, report: StatusReport, detail: str) -> str:
     assert command is not None
     text = json.dumps(payload(ctx, kind, report, detail)) + "\n"
     try:
-        done = subprocess.run(
-            command,
-            shell=True,
-            input=text,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT_S,
-            check=False,
-        )
+        done = subprocess.run(command, input=text, **_RUN)
         problem = None if done.returncode == 0 else f"exit {done.returncode}: {done.stderr[-300:]}"
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except (OSError, subprocess.TimeoutExpired) as exc:  # a missing shell, a hung notifier
         problem = str(exc)
     if problem is None:
         ctx.store.add_event(SENT, f"{kind}: {detail}", ctx.clock())
