@@ -445,7 +445,7 @@ def test_provenance_and_qa_round_trip_through_the_cli(
     assert (metadata / "campaign_source.yaml").read_text() == EXAMPLE.read_text()
     assert provenance["versions"]["h5py"] and provenance["python"]
     db = sqlite3.connect(metadata / "campaign.db")
-    stored = db.execute("select config_hash from campaign").fetchone()[0]
+    stored = db.execute("select config_hash from campaigns").fetchone()[0]
     job_hashes = {h for (h,) in db.execute("select config_hash from jobs")}
     manifests = [json.loads(p.read_text()) for p in (directory / "logs").rglob("manifests/*.json")]
     db.close()

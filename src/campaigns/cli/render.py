@@ -23,6 +23,7 @@ from campaigns.ops.reports import (
 )
 
 if TYPE_CHECKING:
+    from campaigns.ops.catalog import CampaignSummary
     from campaigns.qa.report import QAReport
 
 console = Console(highlight=False)
@@ -135,6 +136,8 @@ def status(report: StatusReport, verbose: bool = False) -> None:
         f"total {report.total:,}; open arrays {report.open_arrays}; "
         f"backend {report.backend or '-'}; logs in {report.logs}"
     )
+    if report.database:
+        console.print(f"database {report.database}", style="dim")
     if report.unknown_scheduler:
         console.print(f"[yellow]{report.unknown_scheduler}[/]")
     _failures(report)
@@ -345,3 +348,22 @@ def qa(report: QAReport) -> None:
     )
     if report.plots:
         console.print(f"plots:  {Path(report.plots[0]).parent}/", markup=False, soft_wrap=True)
+
+
+def campaigns(database: str, summaries: list[CampaignSummary]) -> None:
+    """`campaigns`: one line per campaign of a database."""
+    if not summaries:
+        console.print(f"{database} holds no campaigns")
+        return
+    table = Table(title=database, title_justify="left")
+    for column in ("campaign", "jobs", *STATE_STYLE, "node-hours", "last activity"):
+        table.add_column(column, justify="left" if column == "campaign" else "right")
+    for s in summaries:
+        table.add_row(
+            s.slug,
+            f"{s.total:,}",
+            *[f"{s.counts.get(state, 0):,}" for state in STATE_STYLE],
+            f"{s.node_hours:,.2f}",
+            _when(s.last_activity),
+        )
+    console.print(table)

@@ -1,7 +1,11 @@
-"""One manager at a time per campaign: an advisory lock on metadata/manager.lock.
+"""One manager at a time per campaign: a lock file beside an SQLite database, a lease row
+in a server database.
 
-The lock is an `flock` (released by the kernel when the holder dies, so it is
-never stale); the file names the holder so a second manager can say who it is.
+`CampaignLock` is an `flock` on metadata/manager.lock (released by the kernel when the
+holder dies, so never stale; the file names the holder). `CampaignLease` is for a
+database shared by login nodes whose filesystem may not honour `flock`: a row (holder
+host/pid, heartbeat, expiry) taken in a transaction and renewed by a heartbeat thread;
+a holder that died is taken over once its lease expired.
 """
 
 from __future__ import annotations
@@ -11,13 +15,21 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
-from datetime import datetime, timezone
+import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from campaigns.errors import LockedError
+from campaigns.errors import LockedError, StoreError
+
+if TYPE_CHECKING:
+    from campaigns.store import Store
+
+#: How long a lease lasts without a heartbeat (seconds); CAMPAIGNS_LEASE_SECONDS overrides.
+LEASE_SECONDS = 60.0
 
 
 class CampaignLock:
@@ -44,11 +56,7 @@ class CampaignLock:
                     fh.seek(0)
                     holder = fh.read().strip() or "an unknown process"
                     fh.close()
-                    raise LockedError(
-                        f"another campaigns manager is working on this campaign: {holder}. "
-                        "Wait for it to finish (or stop it), then run the command again; "
-                        "`status` works meanwhile."
-                    ) from None
+                    raise LockedError(busy(holder)) from None
                 time.sleep(0.2)
         fh.seek(0)
         fh.truncate()
@@ -85,3 +93,91 @@ def describe_holder() -> str:
             "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
     )
+
+
+def busy(holder: str) -> str:
+    """The message for a campaign another manager holds."""
+    return (
+        f"another campaigns manager is working on this campaign: {holder}. Wait for it to "
+        "finish (or stop it), then run the command again; `status` works meanwhile."
+    )
+
+
+def lease_seconds() -> float:
+    """The lease time: CAMPAIGNS_LEASE_SECONDS, else LEASE_SECONDS."""
+    text = os.environ.get("CAMPAIGNS_LEASE_SECONDS")
+    try:
+        value = float(text) if text else LEASE_SECONDS
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise LockedError(f"CAMPAIGNS_LEASE_SECONDS must be a positive number, not {text!r}.")
+    return value
+
+
+class CampaignLease:
+    """Exclusive lease on a campaign in a server database; use as a context manager."""
+
+    def __init__(self, store: Store, seconds: float | None = None) -> None:
+        self.store = store
+        self.seconds = seconds or lease_seconds()
+        self.token = uuid.uuid4().hex
+        self.lost = False
+        self._depth = 0
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def _now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def __enter__(self) -> CampaignLease:
+        self._depth += 1
+        if self._depth > 1:
+            return self
+        now = self._now()
+        other = self.store.take_lease(
+            self.token, describe_holder(), now, now + timedelta(seconds=self.seconds)
+        )
+        if other is not None:
+            self._depth = 0
+            expires = other["expires_at"]
+            until = f" (its lease runs to {expires:%Y-%m-%d %H:%M:%S} UTC)" if expires else ""
+            raise LockedError(busy(f"{other['holder']}{until}"))
+        self._stop.clear()
+        self._beat = threading.Thread(target=self._heartbeat, name="campaign-lease", daemon=True)
+        self._beat.start()
+        return self
+
+    def _heartbeat(self) -> None:
+        """Renew the lease every third of its time until released (or lost)."""
+        while not self._stop.wait(self.seconds / 3):
+            now = self._now()
+            try:
+                if not self.store.renew_lease(
+                    self.token, now, now + timedelta(seconds=self.seconds)
+                ):
+                    self.lost = True
+                    return
+            except StoreError:
+                continue  # the database hiccupped: try again at the next beat
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
+            self._beat = None
+        self.store.release_lease(self.token)
+        if self.lost and exc_type is None:
+            raise LockedError(
+                "this manager's lease on the campaign expired while it worked (was the "
+                "database unreachable?) and another manager may have taken it. Run `status` "
+                "and then the command again."
+            )

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
-from campaigns.ops import cancel, estimate, init, monitor, qa, retry, status, validate
+from campaigns.ops import cancel, database, estimate, init, monitor, qa, retry, status, validate
 from campaigns.ops.context import Context
 from campaigns.ops.reconcile import recover_intents
 from campaigns.ops.reports import SubmitReport
@@ -60,6 +60,8 @@ class CampaignManager(Context):
     retry_failed_jobs = _locked(retry.retry)
     cancel = _locked(cancel.cancel)
     qa = _locked(qa.run_qa)
+    upgrade_database = database.upgrade_schema  # takes the lock file itself
+    copy_database = database.copy_to  # takes the lock (or lease) itself
 
     def submit_campaign(
         self, backend: str | None = None, limit: int | None = None, dry_run: bool = False

@@ -149,6 +149,7 @@ class StatusReport:
     jobs: list[JobRow] | None = None
     reconciled_at: datetime | None = None
     unknown_scheduler: str | None = None  # set when the scheduler could not be asked
+    database: str | None = None  # the runs database's URL, password masked
 
     @property
     def finished(self) -> bool:
@@ -172,6 +173,7 @@ class StatusReport:
             "backend": self.backend,
             "open_arrays": self.open_arrays,
             "finished": self.finished,
+            "database": self.database,
         }
         if self.reconciled_at is not None:
             data["reconciled_at"] = iso(self.reconciled_at)

@@ -89,6 +89,7 @@ def status(
         jobs=_every_job(ctx) if verbose else None,
         reconciled_at=reconciled_at,
         unknown_scheduler=scheduler_error,
+        database=store.shown,
     )
 
 

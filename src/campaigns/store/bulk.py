@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,34 +13,43 @@ from sqlalchemy.engine import Connection
 MAX_IN = 500
 
 
-def bulk_insert(conn: Connection, table: sa.Table, rows: Iterable[Mapping[str, Any]]) -> int:
-    """Insert many rows through one driver-level executemany.
+def bulk_insert(
+    conn: Connection,
+    table: sa.Table,
+    rows: Iterable[Mapping[str, Any]],
+    fixed: Mapping[str, Any] | None = None,
+) -> int:
+    """Insert many rows through one driver-level executemany; `fixed` values go into every row.
 
     The statement is compiled once for the connection's dialect (so the same code
-    serves SQLite and PostgreSQL); rows go to the driver as plain tuples or dicts,
-    skipping SQLAlchemy's per-row parameter processing, which dominated `init`
-    at 40,000 jobs. Values must already be driver-ready (str, int, float, None).
+    serves SQLite and PostgreSQL, where psycopg pipelines the executemany); rows go
+    to the driver as plain tuples or dicts, skipping SQLAlchemy's per-row parameter
+    processing, which dominated `init` at 40,000 jobs. Values must already be
+    driver-ready (str, int, float, None).
     """
     iterator = iter(rows)
     first = next(iterator, None)
     if first is None:
         return 0
+    fixed = dict(fixed or {})
     defaults = {
         c.name: c.default.arg  # type: ignore[attr-defined]
         for c in table.columns
         if c.default is not None and c.default.is_scalar and c.name not in first
     }
-    columns = [*first, *defaults]
+    constants = {**defaults, **fixed}
+    columns = [*(c for c in first if c not in fixed), *constants]
     compiled = table.insert().compile(dialect=conn.dialect, column_keys=columns)
     order = compiled.positiontup
     if compiled.positional and order is not None:
-        params: list[Any] = [tuple({**defaults, **first}[c] for c in order)]
-        if defaults:
-            params.extend(tuple({**defaults, **row}[c] for c in order) for row in iterator)
-        else:
-            params.extend(tuple(row[c] for c in order) for row in iterator)
+        from_row = object()
+        slots = [(c, constants.get(c, from_row)) for c in order]
+        params: list[Any] = [
+            tuple(row[c] if v is from_row else v for c, v in slots)
+            for row in chain((first,), iterator)
+        ]
     else:
-        params = [{**defaults, **row} for row in (first, *iterator)]
+        params = [{**defaults, **row, **fixed} for row in chain((first,), iterator)]
     conn.exec_driver_sql(str(compiled), params)
     return len(params)
 
