@@ -103,6 +103,20 @@ def busy(holder: str) -> str:
     )
 
 
+def _died_here(holder: str | None) -> bool:
+    """True when the holder ran on this host and its process is gone (no need to wait)."""
+    try:
+        facts = json.loads(holder or "")
+        if facts.get("host") != socket.gethostname():
+            return False
+        os.kill(int(facts["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, TypeError, KeyError, AttributeError, PermissionError):
+        return False
+    return False
+
+
 def lease_seconds() -> float:
     """The lease time: CAMPAIGNS_LEASE_SECONDS, else LEASE_SECONDS."""
     text = os.environ.get("CAMPAIGNS_LEASE_SECONDS")
@@ -135,9 +149,12 @@ class CampaignLease:
         if self._depth > 1:
             return self
         now = self._now()
-        other = self.store.take_lease(
-            self.token, describe_holder(), now, now + timedelta(seconds=self.seconds)
-        )
+        expires = now + timedelta(seconds=self.seconds)
+        other = self.store.take_lease(self.token, describe_holder(), now, expires)
+        if other is not None and _died_here(other["holder"]):
+            other = self.store.take_lease(
+                self.token, describe_holder(), now, expires, dead=other["token"]
+            )
         if other is not None:
             self._depth = 0
             expires = other["expires_at"]

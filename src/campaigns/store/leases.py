@@ -22,10 +22,18 @@ class Leases(Database):
     """Take, renew, read and release a campaign's lease."""
 
     def take_lease(
-        self, token: str, holder: str, now: datetime, expires_at: datetime
+        self,
+        token: str,
+        holder: str,
+        now: datetime,
+        expires_at: datetime,
+        dead: str | None = None,
     ) -> dict[str, Any] | None:
         """Take the lease for `token` until `expires_at`; None on success, else the live
-        lease that another holder has (its row: holder, heartbeat_at, expires_at)."""
+        lease that another holder has (its row: token, holder, heartbeat_at, expires_at).
+
+        `dead`: the token of a holder the caller knows has died; its lease is taken at once.
+        """
         mine = leases_table.c.campaign_id == self.cid
         with self.transaction() as conn:
             row = conn.execute(sa.select(leases_table).where(mine).with_for_update()).mappings()
@@ -34,7 +42,7 @@ class Leases(Database):
             if found is None:  # a campaign copied in without its row
                 conn.execute(leases_table.insert().values(campaign_id=self.cid))
             live = current["expires_at"] is not None and current["expires_at"] > now
-            if current["token"] not in (None, token) and live:
+            if current["token"] not in (None, token, dead) and live:
                 return current
             conn.execute(
                 leases_table.update()

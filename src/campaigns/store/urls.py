@@ -40,7 +40,7 @@ def shown(url: str | URL) -> str:
 def recorded(url: str | URL) -> str:
     """The URL without its password, as a campaign directory may record it."""
     parsed = sa.engine.make_url(url) if isinstance(url, str) else url
-    return parsed.set(password=None).render_as_string(hide_password=False)
+    return parsed._replace(password=None).render_as_string(hide_password=False)
 
 
 def is_server(url: str) -> bool:
