@@ -127,3 +127,10 @@ def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.setenv("CAMPAIGNS_DB_URL", url)
         monkeypatch.setenv("PGPASSWORD", password())
         yield url
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh schema on the real PostgreSQL (its URL carries the password)."""
+    with fresh_schema() as url:
+        yield url

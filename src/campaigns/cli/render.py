@@ -355,9 +355,11 @@ def campaigns(database: str, summaries: list[CampaignSummary]) -> None:
     if not summaries:
         console.print(f"{database} holds no campaigns")
         return
-    table = Table(title=database, title_justify="left")
-    for column in ("campaign", "jobs", *STATE_STYLE, "node-hours", "last activity"):
-        table.add_column(column, justify="left" if column == "campaign" else "right")
+    console.print(database, style="dim")
+    table = Table()
+    table.add_column("campaign", no_wrap=True)
+    for column in ("jobs", *STATE_STYLE, "node-hours", "last activity"):
+        table.add_column(column, justify="right")
     for s in summaries:
         table.add_row(
             s.slug,

@@ -54,7 +54,7 @@ class CampaignSummary:
             "backend": self.backend,
             "total": self.total,
             "counts": {s.value: self.counts.get(s.value, 0) for s in JobState},
-            "node_hours": round(self.node_hours, 3),
+            "node_hours": round(self.node_hours, 4),
             "last_activity": iso(self.last_activity) if self.last_activity else None,
         }
 

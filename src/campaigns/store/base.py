@@ -27,6 +27,11 @@ from campaigns.store.version import require_current
 _BAD_LOGIN = ("password authentication failed", "no password supplied", "does not exist")
 
 
+def _said(exc: sa.exc.DBAPIError) -> str:
+    """What the driver said, on one line, passwords masked."""
+    return urls.mask_text(" ".join(str(exc.orig).split())).rstrip(".")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # pysqlite would run CREATE TABLE outside our transaction (a failed `init` then left
     # empty tables behind); with its own transaction handling off, the BEGIN emitted by
@@ -105,7 +110,7 @@ class Database:
         try:
             return self.engine.connect()
         except sa.exc.OperationalError as exc:
-            text = urls.mask_text(str(exc.orig)).strip()
+            text = _said(exc)
             if any(words in text for words in _BAD_LOGIN):
                 raise InputError(
                     f"cannot log in to the database {self.shown}: {text}. Check the user, "
@@ -123,12 +128,12 @@ class Database:
             yield
         except sa.exc.OperationalError as exc:
             raise StoreError(
-                f"the campaign database {self.shown} failed: {urls.mask_text(str(exc.orig))}. "
+                f"the campaign database {self.shown} failed: {_said(exc)}. "
                 "Nothing was changed by this step; run the command again."
             ) from None
         except sa.exc.IntegrityError as exc:
             raise StoreError(
-                f"the database {self.shown} refused a change ({urls.mask_text(str(exc.orig))}); "
+                f"the database {self.shown} refused a change ({_said(exc)}); "
                 "nothing was changed. This is a bug: please report it with the command you ran."
             ) from None
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from campaigns.core.secrets import mask_passwords as mask_text
+from campaigns.core.secrets import mask_unparsed
 from campaigns.errors import InputError
 
 
@@ -20,7 +21,7 @@ def parse(url: str) -> URL:
         return sa.engine.make_url(url)
     except (sa.exc.ArgumentError, ValueError):
         raise InputError(
-            f"'{mask_text(url)}' is not a database URL. Use an SQLAlchemy URL such as "
+            f"'{mask_unparsed(url)}' is not a database URL. Use an SQLAlchemy URL such as "
             "sqlite:////path/to/campaign.db or "
             "postgresql+psycopg://user@host:5432/database (password in ~/.pgpass or "
             "PGPASSWORD)."
@@ -34,7 +35,7 @@ def shown(url: str | URL) -> str:
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except (sa.exc.ArgumentError, ValueError):
-        return mask_text(url)
+        return mask_unparsed(url)
 
 
 def recorded(url: str | URL) -> str:
