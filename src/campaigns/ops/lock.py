@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
-from campaigns.errors import LockedError, StoreError
+from campaigns.errors import InputError, LockedError, StoreError
 
 if TYPE_CHECKING:
     from campaigns.store import Store
@@ -125,7 +125,7 @@ def lease_seconds() -> float:
     except ValueError:
         value = -1.0
     if value <= 0:
-        raise LockedError(f"CAMPAIGNS_LEASE_SECONDS must be a positive number, not {text!r}.")
+        raise InputError(f"CAMPAIGNS_LEASE_SECONDS must be a positive number, not {text!r}.")
     return value
 
 
