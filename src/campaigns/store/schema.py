@@ -111,6 +111,8 @@ jobs_table = sa.Table(
     sa.UniqueConstraint("campaign_id", "uid"),
     sa.Index(None, "campaign_id", "state"),
     sa.Index(None, "campaign_id", "submission_id"),
+    # SQLite: the rows are stored in key order, so the key needs no index of its own.
+    sqlite_with_rowid=False,
 )
 
 submissions_table = sa.Table(
