@@ -43,6 +43,15 @@ def write_campaign(tmp_path: Path, n: int = 3, command: str = ECHO, batch: int =
     return path
 
 
+def counting_command(tmp_path: Path) -> tuple[Path, str]:
+    """A folder, and a command that appends each run's attempt to a file per job there."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    return runs, (
+        f"'echo $CAMPAIGNS_ATTEMPT >> {runs}/{{realization}}_{{redshift}}; echo x > {{output}}'"
+    )
+
+
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = main(argv)
     out, err = capsys.readouterr()
@@ -324,11 +333,7 @@ def test_submit_killed_at_random_points_runs_every_job_exactly_once(
 ) -> None:
     import random
 
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    command = (
-        f"'echo $CAMPAIGNS_ATTEMPT >> {runs}/{{realization}}_{{redshift}}; echo x > {{output}}'"
-    )
+    runs, command = counting_command(tmp_path)
     config = write_campaign(tmp_path, n=10, command=command, batch=3)
     cli = [sys.executable, str(REPO / "scripts" / "run_campaign.py")]
     subprocess.run([*cli, "init", str(config), "--root", str(tmp_path)], check=True)

@@ -101,3 +101,14 @@ def test_listing_without_a_database_says_how_to_name_one(
     monkeypatch.delenv("CAMPAIGNS_DB_URL", raising=False)
     code, _, err = run(["campaigns"], capsys)
     assert code == 2 and "--db-url" in err and "CAMPAIGNS_DB_URL" in err
+
+
+def test_a_password_in_the_campaign_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_campaign(tmp_path)
+    config.write_text(
+        config.read_text() + f"outputs:\n  db_url: postgresql+psycopg://me:{SECRET}@db/runs\n"
+    )
+    code, _, err = run(["validate", str(config)], capsys)
+    assert code == 2 and "outputs.db_url" in err and "~/.pgpass" in err and SECRET not in err

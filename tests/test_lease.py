@@ -15,31 +15,31 @@ import pytest
 from campaigns.errors import LockedError
 from campaigns.ops.lock import CampaignLease
 from campaigns.store import Store
-from test_cli_local import REPO, monitor_until_done, write_campaign
+from test_cli_local import REPO, counting_command, monitor_until_done, write_campaign
 from test_store import CAMPAIGN, group_rows, job_rows
 
 pytestmark = pytest.mark.postgres
-NOW = datetime.now(timezone.utc)
 ELSEWHERE = json.dumps({"pid": 1, "host": "login07", "command": "run-campaign submit"})
 
 
 @pytest.fixture
 def store(pg_url: str):
     store = Store(pg_url)
-    store.create(CAMPAIGN, group_rows(), job_rows(4), NOW)
+    store.create(CAMPAIGN, group_rows(), job_rows(4), datetime.now(timezone.utc))
     yield store
     store.close()
 
 
 def test_a_live_lease_refuses_and_an_expired_one_is_taken_over(store: Store) -> None:
-    assert store.take_lease("other", ELSEWHERE, NOW, NOW + timedelta(seconds=60)) is None
-    held = store.take_lease("me", "{}", NOW, NOW + timedelta(seconds=60))
+    now = datetime.now(timezone.utc)
+    assert store.take_lease("other", ELSEWHERE, now, now + timedelta(seconds=60)) is None
+    held = store.take_lease("me", "{}", now, now + timedelta(seconds=60))
     assert held is not None and held["holder"] == ELSEWHERE
     with pytest.raises(LockedError, match="login07") as info, CampaignLease(store, seconds=5):
         pass
     assert "its lease runs to" in str(info.value) and info.value.exit_code == 1
     # The holder on login07 died: once its lease expired, the next manager takes over.
-    later = NOW + timedelta(seconds=61)
+    later = now + timedelta(seconds=61)
     assert store.take_lease("me", "{}", later, later + timedelta(seconds=60)) is None
     assert store.lease()["token"] == "me"
     assert not store.renew_lease("other", later, later)  # the old holder lost it
@@ -57,11 +57,7 @@ def test_heartbeats_keep_a_lease_past_its_time(store: Store) -> None:
 
 
 def test_two_managers_at_once_never_submit_a_job_twice(tmp_path: Path, pg_url: str, capsys) -> None:
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    command = (
-        f"'echo $CAMPAIGNS_ATTEMPT >> {runs}/{{realization}}_{{redshift}}; echo x > {{output}}'"
-    )
+    runs, command = counting_command(tmp_path)
     config = write_campaign(tmp_path, n=30, command=command, batch=2)
     cli = [sys.executable, str(REPO / "scripts" / "run_campaign.py")]
     args = [str(config), "--root", str(tmp_path), "--db-url", pg_url]

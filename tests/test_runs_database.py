@@ -72,6 +72,13 @@ def test_two_campaigns_share_one_database_each_sees_its_own(
     assert frame.groupby("campaign_version").size().to_dict() == {"v1.0": 6, "v1.1": 4}
     assert frame["seed"].isna().sum() == 6  # a parameter only the second campaign has
 
+    one = tmp_path / "one.csv"
+    code, _, err = run(["export", str(one), str(second), *db], capsys)
+    assert code == 0 and "wrote 4 jobs" in err
+    assert list(pd.read_csv(one).columns[:2]) == ["key", "uid"]
+    code, _, err = run(["export", str(one)], capsys)
+    assert code == 2 and "--all" in err
+
     runs = RunsDatabase(pg_url)
     jobs = runs.jobs_frame()
     assert len(jobs) == 10 and (jobs[jobs.campaign_version == "v1.0"].state == "completed").all()

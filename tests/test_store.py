@@ -117,12 +117,18 @@ def by_id(store: Store, **filters) -> dict[int, dict]:
 def test_create_40000_jobs_in_one_transaction(db_url: str) -> None:
     store = Store(db_url)
     commits: list[int] = []
+    statements: list[bool] = []  # one entry per round trip: executemany or not
     sa.event.listen(store.engine, "commit", lambda conn: commits.append(1))
     assert not store.is_initialised()
+    sa.event.listen(
+        store.engine, "before_cursor_execute", lambda *args: statements.append(args[-1])
+    )
     started = time.monotonic()
     store.create(CAMPAIGN, group_rows(2), job_rows(40_000, groups=2), T0)
     elapsed = time.monotonic() - started
     assert len(commits) == 1
+    # Bulk on every database: a few executemany calls, never one statement per job.
+    assert sum(statements) <= 8 and len(statements) < 80, len(statements)  # DDL included
     assert elapsed < 10, f"creating 40,000 jobs took {elapsed:.1f} s"
     assert store.is_initialised()
     assert store.counts() == {"pending": 40_000}

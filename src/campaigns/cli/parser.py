@@ -223,7 +223,8 @@ COMMANDS: dict[str, tuple[str, str, Callable[[], list[Option]]]] = {
     ),
 }
 
-#: Commands about a whole database rather than one campaign: no CONFIG, no --root.
+#: Commands about a whole database rather than one campaign: no CONFIG of their own (export's
+#: is optional), and `campaigns` no --root.
 DATABASE_WIDE = {"campaigns", "export"}
 
 #: Options every command takes.
@@ -281,9 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         command.set_defaults(handler=name)
         common = COMMON
-        if name in DATABASE_WIDE:
+        if name == "campaigns":
             common = [o for o in COMMON if o[0] != ("--root",)]
-        else:
+        if name not in DATABASE_WIDE:
             command.add_argument("config", metavar="CONFIG", help="the campaign YAML file")
         for names, settings in [*options(), *common]:
             command.add_argument(*names, **settings)

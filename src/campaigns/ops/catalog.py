@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from campaigns.core.states import JobState
 from campaigns.core.times import iso
 from campaigns.errors import InputError
-from campaigns.ops.export import ExportReport, check_path, rows_frame, write_frame
+from campaigns.ops.export import JOB_COLUMNS, ExportReport, check_path, rows_frame, write_frame
 from campaigns.ops.location import ENV_URL
 from campaigns.store.base import Database
 from campaigns.store.catalog import all_jobs, summaries
@@ -96,7 +96,7 @@ class RunsDatabase:
         """Every job of every campaign: the campaign's slug, name and version, then the
         columns of `status --export` (parameters of every campaign, empty where a
         campaign has no such parameter)."""
-        return rows_frame(all_jobs(self.database), leading=CAMPAIGN_COLUMNS)
+        return rows_frame(all_jobs(self.database, JOB_COLUMNS), leading=CAMPAIGN_COLUMNS)
 
     def export(self, path: str | os.PathLike[str]) -> ExportReport:
         """Write `jobs_frame()` to a .csv or .parquet file, atomically."""

@@ -73,9 +73,10 @@ def copy_to(ctx: Context, to: str, *, move: bool = False, replace: bool = False)
     """Copy the campaign into the database at `to` (`sqlite`: its own file) and use it there."""
     _require_initialised(ctx)
     target_url = ctx.layout.db_url() if to == "sqlite" else to
+    target = Store(target_url, slug=ctx.spec.slug)  # a bad URL stops here
     if location.same(target_url, ctx.db_url):
+        target.close()
         raise InputError(f"the campaign already lives in {shown(target_url)}; nothing to copy.")
-    target = Store(target_url, slug=ctx.spec.slug)
     try:
         with ctx.lock():
             rows = copy_campaign(ctx.store, target, replace=replace)

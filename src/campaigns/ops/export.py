@@ -35,7 +35,7 @@ _FIXED_COLUMNS = (
 FIXED = tuple(_FIXED_COLUMNS.split())
 # The store columns behind FIXED: `params` spreads into one column per parameter and
 # `runtime_seconds` is derived from the times.
-_JOB_COLUMNS = ["params", *(c for c in FIXED if c != "runtime_seconds")]
+JOB_COLUMNS = ["params", *(c for c in FIXED if c != "runtime_seconds")]
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def check_path(path: str | os.PathLike[str]) -> str:
 
 def jobs_frame(store: Store) -> pd.DataFrame:
     """The export table as a DataFrame (parameters keep YAML's types)."""
-    return rows_frame(store.jobs(columns=_JOB_COLUMNS))
+    return rows_frame(store.jobs(columns=JOB_COLUMNS))
 
 
 def rows_frame(rows: Sequence[Mapping[str, Any]], leading: Sequence[str] = ()) -> pd.DataFrame:

@@ -21,7 +21,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from campaigns.errors import InputError, LockedError, StoreError
 
@@ -32,20 +32,47 @@ if TYPE_CHECKING:
 LEASE_SECONDS = 60.0
 
 
-class CampaignLock:
+_Held = TypeVar("_Held", bound="_Exclusive")
+
+
+class _Exclusive:
+    """Re-entrant: only the outermost `with` takes and gives back."""
+
+    _depth = 0
+
+    def __enter__(self: _Held) -> _Held:
+        if not self._depth:
+            self._take()
+        self._depth += 1
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._depth -= 1
+        if not self._depth:
+            self._give_back(failed=exc_type is not None)
+
+    def _take(self) -> None:
+        raise NotImplementedError
+
+    def _give_back(self, failed: bool) -> None:
+        raise NotImplementedError
+
+
+class CampaignLock(_Exclusive):
     """Exclusive lock on a campaign; use as a context manager."""
 
     def __init__(self, path: Path, wait_seconds: float = 0.0) -> None:
         self.path = path
         self.wait_seconds = wait_seconds
         self._fh: IO[str] | None = None
-        self._depth = 0
 
-    def __enter__(self) -> CampaignLock:
-        if self._depth:
-            self._depth += 1
-            return self
-        fh = open(self.path, "a+", encoding="utf-8")
+    def _take(self) -> None:
+        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 -- held until given back
         deadline = time.monotonic() + self.wait_seconds
         while True:
             try:
@@ -63,17 +90,9 @@ class CampaignLock:
         fh.write(describe_holder())
         fh.flush()
         self._fh = fh
-        self._depth = 1
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._depth -= 1
-        if self._depth or self._fh is None:
+    def _give_back(self, failed: bool) -> None:
+        if self._fh is None:
             return
         self._fh.seek(0)
         self._fh.truncate()
@@ -129,7 +148,7 @@ def lease_seconds() -> float:
     return value
 
 
-class CampaignLease:
+class CampaignLease(_Exclusive):
     """Exclusive lease on a campaign in a server database; use as a context manager."""
 
     def __init__(self, store: Store, seconds: float | None = None) -> None:
@@ -137,62 +156,45 @@ class CampaignLease:
         self.seconds = seconds or lease_seconds()
         self.token = uuid.uuid4().hex
         self.lost = False
-        self._depth = 0
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
 
-    def _now(self) -> datetime:
-        return datetime.now(timezone.utc)
+    def _until(self) -> tuple[datetime, datetime]:
+        now = datetime.now(timezone.utc)
+        return now, now + timedelta(seconds=self.seconds)
 
-    def __enter__(self) -> CampaignLease:
-        self._depth += 1
-        if self._depth > 1:
-            return self
-        now = self._now()
-        expires = now + timedelta(seconds=self.seconds)
+    def _take(self) -> None:
+        now, expires = self._until()
         other = self.store.take_lease(self.token, describe_holder(), now, expires)
         if other is not None and _died_here(other["holder"]):
             other = self.store.take_lease(
                 self.token, describe_holder(), now, expires, dead=other["token"]
             )
         if other is not None:
-            self._depth = 0
-            expires = other["expires_at"]
-            until = f" (its lease runs to {expires:%Y-%m-%d %H:%M:%S} UTC)" if expires else ""
+            ends = other["expires_at"]
+            until = f" (its lease runs to {ends:%Y-%m-%d %H:%M:%S} UTC)" if ends else ""
             raise LockedError(busy(f"{other['holder']}{until}"))
         self._stop.clear()
         self._beat = threading.Thread(target=self._heartbeat, name="campaign-lease", daemon=True)
         self._beat.start()
-        return self
 
     def _heartbeat(self) -> None:
         """Renew the lease every third of its time until released (or lost)."""
         while not self._stop.wait(self.seconds / 3):
-            now = self._now()
             try:
-                if not self.store.renew_lease(
-                    self.token, now, now + timedelta(seconds=self.seconds)
-                ):
+                if not self.store.renew_lease(self.token, *self._until()):
                     self.lost = True
                     return
             except StoreError:
                 continue  # the database hiccupped: try again at the next beat
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._depth -= 1
-        if self._depth:
-            return
+    def _give_back(self, failed: bool) -> None:
         self._stop.set()
         if self._beat is not None:
             self._beat.join()
             self._beat = None
         self.store.release_lease(self.token)
-        if self.lost and exc_type is None:
+        if self.lost and not failed:
             raise LockedError(
                 "this manager's lease on the campaign expired while it worked (was the "
                 "database unreachable?) and another manager may have taken it. Run `status` "

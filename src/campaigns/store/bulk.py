@@ -80,6 +80,7 @@ def _batched(rows: Iterator[Mapping[str, Any]], size: int) -> Iterator[list[Mapp
     while batch := list(islice(rows, size)):
         yield batch
 
+
 def bulk_update(
     conn: Connection,
     table: sa.Table,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,24 +17,6 @@ from sqlalchemy.engine import Connection
 from campaigns.store import schema as db
 from campaigns.store.base import Database
 from campaigns.store.version import require_current, revision
-
-#: The job columns `all_jobs` returns, after the campaign's slug, name and version.
-JOB_COLUMNS = [
-    "id",
-    "key",
-    "uid",
-    "params",
-    "output",
-    "state",
-    "attempts",
-    "failure_class",
-    "exit_code",
-    "error",
-    "started_at",
-    "ended_at",
-    "scheduler_id",
-    "next_retry_at",
-]
 
 
 def summaries(database: Database) -> list[dict[str, Any]]:
@@ -110,16 +93,16 @@ def _node_hours(conn: Connection) -> dict[int, float]:
     return dict(hours)
 
 
-def all_jobs(database: Database) -> list[dict[str, Any]]:
-    """Every job of every campaign (JOB_COLUMNS plus `campaign`, `campaign_name`,
-    `campaign_version`), by campaign then job id."""
+def all_jobs(database: Database, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """Every job of every campaign (`columns` of the jobs table, after `campaign`,
+    `campaign_name` and `campaign_version`), by campaign then job id."""
     campaigns, jobs = db.campaigns_table, db.jobs_table
     query = (
         sa.select(
             campaigns.c.slug.label("campaign"),
             campaigns.c.name.label("campaign_name"),
             campaigns.c.version.label("campaign_version"),
-            *[jobs.c[c] for c in JOB_COLUMNS],
+            *[jobs.c[c] for c in columns],
         )
         .join(campaigns, campaigns.c.id == jobs.c.campaign_id)
         .order_by(jobs.c.campaign_id, jobs.c.id)

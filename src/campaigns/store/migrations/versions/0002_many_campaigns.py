@@ -116,6 +116,7 @@ def upgrade() -> None:
             *columns,
             sa.PrimaryKeyConstraint(*key, name=f"pk_{table}"),
             *[sa.UniqueConstraint(*u, name=f"uq_{table}_{'_'.join(u)}") for u in uniques],
+            **({"sqlite_with_rowid": False} if table == "jobs" else {}),
         )
         for index in indexes:
             op.create_index(f"ix_{table}_{'_'.join(index)}", table, list(index))
