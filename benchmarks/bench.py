@@ -95,8 +95,12 @@ def fresh_postgres() -> str:
     return url.render_as_string(hide_password=False)
 
 
-def bench_postgres(n: int, work: Path, repeat: int) -> dict[str, float]:
-    """init and one reconciliation at `n` jobs with the campaign in PostgreSQL."""
+def bench_postgres(n: int, work: Path, repeat: int) -> tuple[dict[str, float], Path, str]:
+    """init and status at `n` jobs with the campaign in PostgreSQL: (figures, config, URL).
+
+    Run before any in-process work: a child's peak RSS counts the parent's pages it was
+    forked with, so the commands are measured while this process is still small.
+    """
     config = work / f"bench_{n}.yaml"
     config.write_text(CAMPAIGN.format(n=n, realizations=n // 20))
     root = work / f"pg_root_{n}"
@@ -118,8 +122,7 @@ def bench_postgres(n: int, work: Path, repeat: int) -> dict[str, float]:
             work,
         ),
     )
-    figures["reconcile_s"] = reconcile_cycle(config, root, urls[0])
-    return figures
+    return figures, root, urls[0]
 
 
 def bench_size(n: int, work: Path, repeat: int) -> dict[str, float]:
@@ -145,7 +148,6 @@ def bench_size(n: int, work: Path, repeat: int) -> dict[str, float]:
             work,
         ),
     )
-    figures["reconcile_s"] = reconcile_cycle(config, root)
     figures["sqlite_insert_s"] = raw_sqlite_insert(n, work)
     return figures
 
@@ -309,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         for n in args.sizes:
             f = bench_size(n, work, args.repeat)
+            if args.postgres:
+                pg, pg_root, pg_url = bench_postgres(n, work, args.repeat)
+            config = work / f"bench_{n}.yaml"
+            f["reconcile_s"] = reconcile_cycle(config, work / f"root_{n}")
             t = targets.get(n, {})
             print(f"\n{n:,} jobs")
             line(
@@ -334,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                 "1 scheduler poll per backend",
             )
             if args.postgres:
-                pg = bench_postgres(n, work, args.repeat)
+                pg["reconcile_s"] = reconcile_cycle(config, pg_root, pg_url)
                 line("PostgreSQL: init (whole command)", f"{pg['init_s']:.2f} s", "", "")
                 line("PostgreSQL: init peak RSS", f"{pg['init_rss_mb']:.0f} MB")
                 line("PostgreSQL: status --json", f"{pg['status_s']:.2f} s")

@@ -61,7 +61,7 @@ version_table = sa.Table(
 def prepare(conn: Connection, shown: str) -> None:
     """A database without the schema gets it (stamped current); any other must be current."""
     if revision(conn) is None:
-        metadata.create_all(conn)
+        metadata.create_all(conn, checkfirst=False)  # no schema here: nothing to check for
         version_table.create(conn)
         conn.execute(version_table.insert().values(version_num=SCHEMA_REVISION))
         return
