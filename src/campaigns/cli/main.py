@@ -173,6 +173,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """`db upgrade`: migrate the campaign's database."""
     report = _manager(args).upgrade_database()
     if args.json:
         _print_json(report.to_dict())
@@ -184,6 +185,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_db_copy(args: argparse.Namespace) -> int:
+    """`db copy`: move the campaign to another database."""
     report = _manager(args).copy_database(args.to, move=args.move, replace=args.replace)
     if args.json:
         _print_json(report.to_dict())
@@ -204,6 +206,7 @@ def _runs(args: argparse.Namespace) -> Any:
 
 
 def cmd_campaigns(args: argparse.Namespace) -> int:
+    """`campaigns`: list the campaigns of a database."""
     runs = _runs(args)
     summaries = runs.campaigns()
     if args.json:
@@ -216,6 +219,7 @@ def cmd_campaigns(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """`export`: one row per job of one campaign, or of all."""
     if args.all:
         if args.config and not args.db_url:
             args.db_url = _manager(args).db_url
