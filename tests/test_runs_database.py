@@ -11,6 +11,7 @@ import pytest
 
 from campaigns import RunsDatabase
 from campaigns.store import Store
+from pg_helpers import password
 from test_cli_local import SMALL, monitor_until_done, run, status_json
 
 pytestmark = pytest.mark.postgres
@@ -116,6 +117,9 @@ def test_db_copy_moves_a_campaign_to_postgresql_and_back_for_archiving(
     assert after["jobs"] == before["jobs"] and after["counts"] == before["counts"]
     record = json.loads((tmp_path / "v2_local-e2e" / "metadata" / "database.json").read_text())
     assert record["url"].startswith("postgresql+psycopg://campaigns@") and "moved_from" in record
+    with pytest.MonkeyPatch.context() as env:  # with the password where libpq looks for it,
+        env.setenv("PGPASSWORD", password())  # the record alone finds the campaign
+        assert status_json(config, tmp_path, capsys, "--verbose")["jobs"] == before["jobs"]
     # ... and keeps going there: the rest is submitted as submission 2.
     assert run(["submit", *args, "--db-url", pg_url, "--backend", "local"], capsys)[0] == 0
     monitor_until_done(config, tmp_path, capsys, 120, "--db-url", pg_url)
