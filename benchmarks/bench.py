@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench.py                 # store-side figures (no scheduler needed)
     .venv/bin/python benchmarks/bench.py --slurm         # plus throughput on the real Slurm
     .venv/bin/python benchmarks/bench.py --sizes 40000   # only one size
+    .venv/bin/python benchmarks/bench.py --postgres      # init and reconcile on PostgreSQL too
 
 Each figure comes with a plain baseline measured in the same run (raw sqlite3 for the
 store, the interpreter's own start-up for commands, raw `sbatch --array` for Slurm), so
@@ -72,6 +73,58 @@ def line(label: str, value: str, target: str = "", baseline: str = "") -> None:
     print(f"  {label:<42} {value:>12}  {target:<18} {baseline}")
 
 
+#: The PostgreSQL of `scripts/dev/postgres.sh up` (CAMPAIGNS_BENCH_POSTGRES_URL overrides).
+POSTGRES_URL = os.environ.get(
+    "CAMPAIGNS_BENCH_POSTGRES_URL",
+    "postgresql+psycopg://campaigns:campaigns@127.0.0.1:5432/campaigns_test",
+)
+BENCH_SCHEMA = "campaigns_bench"
+
+
+def fresh_postgres() -> str:
+    """An empty schema for one run on PostgreSQL; the URL whose connections use it."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(POSTGRES_URL)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {BENCH_SCHEMA} CASCADE")
+        conn.exec_driver_sql(f"CREATE SCHEMA {BENCH_SCHEMA}")
+    engine.dispose()
+    url = sa.engine.make_url(POSTGRES_URL)
+    url = url.update_query_dict({"options": f"-csearch_path={BENCH_SCHEMA}"})
+    return url.render_as_string(hide_password=False)
+
+
+def bench_postgres(n: int, work: Path, repeat: int) -> tuple[dict[str, float], Path, str]:
+    """init and status at `n` jobs with the campaign in PostgreSQL: (figures, config, URL).
+
+    Run before any in-process work: a child's peak RSS counts the parent's pages it was
+    forked with, so the commands are measured while this process is still small.
+    """
+    config = work / f"bench_{n}.yaml"
+    config.write_text(CAMPAIGN.format(n=n, realizations=n // 20))
+    root = work / f"pg_root_{n}"
+    urls: list[str] = []
+
+    def init() -> tuple[float, float]:
+        shutil.rmtree(root, ignore_errors=True)
+        urls[:] = [fresh_postgres()]
+        return run_command(
+            [*CLI, "init", str(config), "--root", str(root), "--db-url", urls[0]], work
+        )
+
+    figures: dict[str, float] = {}
+    figures["init_s"], figures["init_rss_mb"] = best_of(repeat, init)
+    figures["status_s"], _ = best_of(
+        repeat,
+        lambda: run_command(
+            [*CLI, "status", str(config), "--root", str(root), "--json", "--db-url", urls[0]],
+            work,
+        ),
+    )
+    return figures, root, urls[0]
+
+
 def bench_size(n: int, work: Path, repeat: int) -> dict[str, float]:
     """init, status --json, submit --dry-run and one reconciliation at `n` jobs."""
     figures: dict[str, float] = {}
@@ -95,7 +148,6 @@ def bench_size(n: int, work: Path, repeat: int) -> dict[str, float]:
             work,
         ),
     )
-    figures["reconcile_s"] = reconcile_cycle(config, root)
     figures["sqlite_insert_s"] = raw_sqlite_insert(n, work)
     return figures
 
@@ -155,7 +207,7 @@ def raw_sqlite_insert(n: int, work: Path) -> float:
     return time.perf_counter() - start
 
 
-def reconcile_cycle(config: Path, root: Path) -> float:
+def reconcile_cycle(config: Path, root: Path, db_url: str | None = None) -> float:
     """Store side of one monitor cycle: every job queued in open arrays, all reported done.
 
     Uses a scheduler fake at the seam (the store, the manifests on disk and the
@@ -191,10 +243,13 @@ def reconcile_cycle(config: Path, root: Path) -> float:
         def cancel(self, ids):  # type: ignore[no-untyped-def]
             pass
 
+        def max_array_size(self):  # type: ignore[no-untyped-def]
+            return None
+
         def log_path(self, folder, sid, index):  # type: ignore[no-untyped-def]
             return Path(folder) / f"task-{index}.log"
 
-    manager = CampaignManager(config, root=root, schedulers={"local": AllDone()})
+    manager = CampaignManager(config, root=root, db_url=db_url, schedulers={"local": AllDone()})
     manager.submit_campaign(backend="local")
     for sub in manager.store.submissions(states=["submitted"]):
         folder = Path(sub["log_dir"])
@@ -232,6 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (best is kept)")
     parser.add_argument("--slurm", action="store_true", help="also measure throughput on Slurm")
     parser.add_argument("--slurm-jobs", type=int, default=200)
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also measure init, status and a reconciliation with the campaign in PostgreSQL",
+    )
     args = parser.parse_args(argv)
     print(
         f"campaigns benchmarks on {platform.node()}: {os.cpu_count()} CPUs, "
@@ -251,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         for n in args.sizes:
             f = bench_size(n, work, args.repeat)
+            if args.postgres:
+                pg, pg_root, pg_url = bench_postgres(n, work, args.repeat)
+            config = work / f"bench_{n}.yaml"
+            f["reconcile_s"] = reconcile_cycle(config, work / f"root_{n}")
             t = targets.get(n, {})
             print(f"\n{n:,} jobs")
             line(
@@ -275,6 +339,12 @@ def main(argv: list[str] | None = None) -> int:
                 "",
                 "1 scheduler poll per backend",
             )
+            if args.postgres:
+                pg["reconcile_s"] = reconcile_cycle(config, pg_root, pg_url)
+                line("PostgreSQL: init (whole command)", f"{pg['init_s']:.2f} s", "", "")
+                line("PostgreSQL: init peak RSS", f"{pg['init_rss_mb']:.0f} MB")
+                line("PostgreSQL: status --json", f"{pg['status_s']:.2f} s")
+                line("PostgreSQL: one reconciliation", f"{pg['reconcile_s']:.2f} s")
     if args.slurm:
         from slurm_throughput import report_throughput  # type: ignore[import-not-found]
 

@@ -4,6 +4,11 @@ Slurm tests (`@pytest.mark.slurm`) run against the real cluster that
 `scripts/dev/slurm-cluster.sh up` starts. Without Slurm they skip with a
 reason, except when CI is set or CAMPAIGNS_REQUIRE_SLURM=1: then a skipped or
 missing Slurm test fails the session, so CI can never go green without them.
+
+PostgreSQL tests (`@pytest.mark.postgres`, and the `postgresql` half of every test
+that takes the `db_url` or `database` fixture) run against the real server of
+`scripts/dev/postgres.sh up`, the same way: skipped without it, required (a skip
+fails the session) when CI is set or CAMPAIGNS_REQUIRE_POSTGRES=1.
 """
 
 from __future__ import annotations
@@ -16,23 +21,27 @@ import pytest
 
 from campaigns.scheduler import registry
 from fake_scheduler import SharedFake
+from pg_helpers import REQUIRE_POSTGRES, fresh_schema, password
 from slurm_helpers import Cluster, require_slurm, scancel_campaign
 
 REQUIRE_SLURM = os.environ.get("CAMPAIGNS_REQUIRE_SLURM") == "1" or bool(os.environ.get("CI"))
 #: The repository's own campaign folder, where the README's quickstart leaves its example.
 REPO_CAMPAIGNS = Path(__file__).resolve().parents[1] / "campaigns"
-_slurm_outcomes: dict[str, int] = {"passed": 0, "skipped": 0, "failed": 0}
+_outcomes: dict[str, dict[str, int]] = {
+    marker: {"passed": 0, "skipped": 0, "failed": 0} for marker in ("slurm", "postgres")
+}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if "slurm" not in report.keywords:
-        return
-    if report.when == "call" and report.passed:
-        _slurm_outcomes["passed"] += 1
-    elif report.skipped:
-        _slurm_outcomes["skipped"] += 1
-    elif report.failed:
-        _slurm_outcomes["failed"] += 1
+    for marker, outcomes in _outcomes.items():
+        if marker not in report.keywords:
+            continue
+        if report.when == "call" and report.passed:
+            outcomes["passed"] += 1
+        elif report.skipped:
+            outcomes["skipped"] += 1
+        elif report.failed:
+            outcomes["failed"] += 1
 
 
 def _snapshot(folder: Path) -> dict[str, float]:
@@ -63,15 +72,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "campaigns under tmp_path. Failing the session."
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if not REQUIRE_SLURM or session.config.getoption("collectonly"):
+    if session.config.getoption("collectonly"):
         return
-    if _slurm_outcomes["skipped"] or not _slurm_outcomes["passed"]:
-        print(
-            f"\nSlurm tests are required here (CI or CAMPAIGNS_REQUIRE_SLURM=1) but "
-            f"{_slurm_outcomes['passed']} passed and {_slurm_outcomes['skipped']} were skipped: "
-            "failing the session. Start the cluster with `bash scripts/dev/slurm-cluster.sh up`."
-        )
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    required = {
+        "slurm": (REQUIRE_SLURM, "CAMPAIGNS_REQUIRE_SLURM", "scripts/dev/slurm-cluster.sh up"),
+        "postgres": (REQUIRE_POSTGRES, "CAMPAIGNS_REQUIRE_POSTGRES", "scripts/dev/postgres.sh up"),
+    }
+    for marker, (needed, variable, start) in required.items():
+        outcomes = _outcomes[marker]
+        if not needed:
+            continue
+        if outcomes["skipped"] or not outcomes["passed"]:
+            print(
+                f"\n{marker} tests are required here (CI or {variable}=1) but "
+                f"{outcomes['passed']} passed and {outcomes['skipped']} were skipped: failing "
+                f"the session. Start the service with `bash {start}`."
+            )
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture
@@ -97,3 +114,34 @@ def leftovers() -> Iterator[list[Path]]:
     for directory in dirs:
         if (directory / "metadata" / "campaign.db").exists():
             scancel_campaign(directory)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL: an SQLite file in tmp_path, or a fresh schema on the real PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/c.db"
+        return
+    with fresh_schema() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Where the CLI puts new campaigns: its default SQLite file, or (CAMPAIGNS_DB_URL) a fresh
+    schema on the real PostgreSQL, with the password in PGPASSWORD as users keep it."""
+    if request.param == "sqlite":
+        monkeypatch.delenv("CAMPAIGNS_DB_URL", raising=False)
+        yield "sqlite"
+        return
+    with fresh_schema() as url:
+        monkeypatch.setenv("CAMPAIGNS_DB_URL", url)
+        monkeypatch.setenv("PGPASSWORD", password())
+        yield url
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh schema on the real PostgreSQL (its URL carries the password)."""
+    with fresh_schema() as url:
+        yield url

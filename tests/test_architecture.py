@@ -138,7 +138,7 @@ def test_an_illegal_transition_raises_and_writes_nothing(
     )
     refused = pytest.raises(IllegalTransitionError, match=f"from {old.value} to {new.value}")
     with refused, store.transaction() as conn:
-        transition(conn, [{"id": 1, "error": "x"}], new=new, now=T0)
+        transition(conn, [{"id": 1, "error": "x"}], campaign=store.cid, new=new, now=T0)
     with store.reading() as conn:
         row = conn.execute(sa.select(jobs_table.c.state, jobs_table.c.error)).one()
     assert tuple(row) == (old.value, None)

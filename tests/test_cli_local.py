@@ -1,4 +1,7 @@
-"""End-to-end tests through the CLI (`main(argv)`) on the local backend: real processes."""
+"""End-to-end tests through the CLI (`main(argv)`) on the local backend: real processes.
+
+Tests that take the `database` fixture run twice: with each campaign in its own SQLite
+file, and with the campaigns in a real PostgreSQL (CAMPAIGNS_DB_URL)."""
 
 from __future__ import annotations
 
@@ -40,6 +43,15 @@ def write_campaign(tmp_path: Path, n: int = 3, command: str = ECHO, batch: int =
     return path
 
 
+def counting_command(tmp_path: Path) -> tuple[Path, str]:
+    """A folder, and a command that appends each run's attempt to a file per job there."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    return runs, (
+        f"'echo $CAMPAIGNS_ATTEMPT >> {runs}/{{realization}}_{{redshift}}; echo x > {{output}}'"
+    )
+
+
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = main(argv)
     out, err = capsys.readouterr()
@@ -71,7 +83,9 @@ def monitor_until_done(
         time.sleep(0.3)
 
 
-def test_example_campaign_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_example_campaign_end_to_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], database: str
+) -> None:
     root = tmp_path / "runs"
     code, out, err = run(["init", str(EXAMPLE), "--root", str(root)], capsys)
     assert code == 0, err
@@ -117,7 +131,9 @@ def test_example_campaign_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert job["state"] == "completed" and job["attempts"] == 1 and job["next_retry_at"] is None
 
 
-def test_status_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_json_contract(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], database: str
+) -> None:
     config = write_campaign(tmp_path)
     assert run(["init", str(config), "--root", str(tmp_path)], capsys)[0] == 0
     report = status_json(config, tmp_path, capsys)
@@ -136,10 +152,19 @@ def test_status_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         "cancelled": 0,
     }
     assert "jobs" not in report
+    metadata = tmp_path / "t1_local-e2e" / "metadata"
+    if database == "sqlite":
+        assert report["database"] == f"sqlite:///{metadata / 'campaign.db'}"
+        assert not (metadata / "database.json").exists()
+    else:  # the campaign lives in PostgreSQL; its directory records where, without password
+        assert not (metadata / "campaign.db").exists()
+        recorded = json.loads((metadata / "database.json").read_text())["url"]
+        assert recorded.startswith("postgresql+psycopg://campaigns@127.0.0.1")
+        assert report["database"] == recorded  # later commands use the record
 
 
 def test_failed_job_retries_after_backoff(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], database: str
 ) -> None:
     # Fails on attempt 1, succeeds on attempt 2.
     command = (
@@ -163,7 +188,9 @@ def test_failed_job_retries_after_backoff(
     assert [j["attempts"] for j in jobs] == [2, 2]
 
 
-def test_missing_output_is_a_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_output_is_a_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], database: str
+) -> None:
     config = write_campaign(tmp_path, n=1, command="'echo forgot to write'")
     assert run(["init", str(config), "--root", str(tmp_path)], capsys)[0] == 0
     assert (
@@ -176,7 +203,7 @@ def test_missing_output_is_a_failure(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_changed_config_is_refused_then_adopted_with_force(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], database: str
 ) -> None:
     config = write_campaign(tmp_path, n=2)
     assert run(["init", str(config), "--root", str(tmp_path)], capsys)[0] == 0
@@ -255,7 +282,7 @@ def test_status_before_init_says_what_to_run(
     assert code == 2 and "Run `init" in err
 
 
-def test_local_runs_survive_the_submit_process(tmp_path: Path) -> None:
+def test_local_runs_survive_the_submit_process(tmp_path: Path, database: str) -> None:
     """`submit` returns at once; the detached runner keeps going after the process exited."""
     config = write_campaign(tmp_path, n=2, command="'sleep 1; echo {realization} > {output}'")
     cli = [sys.executable, str(REPO / "scripts" / "run_campaign.py")]
@@ -278,7 +305,9 @@ def test_local_runs_survive_the_submit_process(tmp_path: Path) -> None:
     assert len(outputs) == 4
 
 
-def test_cancel_stops_local_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cancel_stops_local_jobs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], database: str
+) -> None:
     import random
 
     nap = f"sleep {30 + random.random():.6f}"  # unique, so pgrep sees only this test's jobs
@@ -300,15 +329,11 @@ def test_cancel_stops_local_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 @pytest.mark.parametrize("seed", range(6))
 def test_submit_killed_at_random_points_runs_every_job_exactly_once(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], seed: int
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], seed: int, database: str
 ) -> None:
     import random
 
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    command = (
-        f"'echo $CAMPAIGNS_ATTEMPT >> {runs}/{{realization}}_{{redshift}}; echo x > {{output}}'"
-    )
+    runs, command = counting_command(tmp_path)
     config = write_campaign(tmp_path, n=10, command=command, batch=3)
     cli = [sys.executable, str(REPO / "scripts" / "run_campaign.py")]
     subprocess.run([*cli, "init", str(config), "--root", str(tmp_path)], check=True)
@@ -372,7 +397,7 @@ def test_a_second_manager_is_told_who_holds_the_lock(
 
 
 def test_reset_gives_an_exhausted_job_a_fresh_budget(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], database: str
 ) -> None:
     """A job that failed for good runs again after `retry --reset KEY --submit`."""
     flag = tmp_path / "fixed"
@@ -445,7 +470,7 @@ def test_provenance_and_qa_round_trip_through_the_cli(
     assert (metadata / "campaign_source.yaml").read_text() == EXAMPLE.read_text()
     assert provenance["versions"]["h5py"] and provenance["python"]
     db = sqlite3.connect(metadata / "campaign.db")
-    stored = db.execute("select config_hash from campaign").fetchone()[0]
+    stored = db.execute("select config_hash from campaigns").fetchone()[0]
     job_hashes = {h for (h,) in db.execute("select config_hash from jobs")}
     manifests = [json.loads(p.read_text()) for p in (directory / "logs").rglob("manifests/*.json")]
     db.close()

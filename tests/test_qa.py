@@ -219,6 +219,7 @@ def test_corrupt_missing_and_nan_outputs_are_found_requeued_and_rerun(tmp_path: 
             "retry_due": 3,
             "retry_waiting": 0,
             "exhausted": 0,
+            "next_retry_at": None,  # no job waits: all three are due at once
         }
 
     # retry --submit reruns them; the campaign is whole again.

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["CampaignManager", "__version__"]
+__all__ = ["CampaignManager", "RunsDatabase", "__version__"]
 
 if TYPE_CHECKING:
+    from campaigns.ops.catalog import RunsDatabase
     from campaigns.ops.manager import CampaignManager
 
 
@@ -17,4 +18,8 @@ def __getattr__(name: str) -> Any:
         from campaigns.ops.manager import CampaignManager
 
         return CampaignManager
+    if name == "RunsDatabase":
+        from campaigns.ops.catalog import RunsDatabase
+
+        return RunsDatabase
     raise AttributeError(name)

@@ -3,7 +3,8 @@
     CampaignError                 base; carries the exit code the CLI returns
     ├── InputError (exit 2)       the user's input is wrong; nothing was changed
     │   ├── ConfigError           a campaign/machine file: names file, key path and line
-    │   └── ConfigChangedError    `init` on a campaign whose config changed since
+    │   ├── ConfigChangedError    `init` on a campaign whose config changed since
+    │   └── SchemaOutdatedError   the database's schema is older (or newer) than the code's
     ├── LockedError (exit 1)      another manager holds the campaign lock
     ├── IllegalTransitionError    a job state change the state machine forbids (a bug)
     └── OperationalError (exit 1) the world failed us after retries
@@ -77,6 +78,10 @@ class ConfigError(InputError):
 
 class ConfigChangedError(InputError):
     """`init` found a store created from a different configuration."""
+
+
+class SchemaOutdatedError(InputError):
+    """The database holds an older (or newer) schema: `db upgrade` first."""
 
 
 class LockedError(CampaignError):

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from campaigns.cli.parser import UsageError, build_parser
+from campaigns.core.secrets import mask_passwords
 from campaigns.core.selection import Selection, select
 from campaigns.errors import CampaignError, InputError
 
@@ -52,13 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help, --version
         return int(exc.code or 0)
-    handler: Callable[[Any], int] = HANDLERS[args.command]
+    handler: Callable[[Any], int] = HANDLERS[args.handler]
     try:
         return handler(args)
     except CampaignError as exc:
         if debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {mask_passwords(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -68,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _manager(args: argparse.Namespace) -> Any:
     from campaigns.ops.manager import CampaignManager
 
-    return CampaignManager(args.config, root=args.root, db_url=args.db_url)
+    return CampaignManager(args.config, root=getattr(args, "root", None), db_url=args.db_url)
 
 
 def _print_json(data: Any) -> None:
@@ -231,6 +232,66 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """`db upgrade`: migrate the campaign's database."""
+    report = _manager(args).upgrade_database()
+    if args.json:
+        _print_json(report.to_dict())
+    elif report.before == report.after:
+        print(f"{report.database} is at schema revision {report.after}; nothing to do")
+    else:
+        print(f"upgraded {report.database} from revision {report.before or '-'} to {report.after}")
+    return 0
+
+
+def cmd_db_copy(args: argparse.Namespace) -> int:
+    """`db copy`: move the campaign to another database."""
+    report = _manager(args).copy_database(args.to, move=args.move, replace=args.replace)
+    if args.json:
+        _print_json(report.to_dict())
+        return 0
+    rows = ", ".join(f"{n:,} {table}" for table, n in report.rows.items())
+    print(f"copied to {report.target} and verified: {rows}")
+    print(
+        f"the campaign now lives there; {report.source} "
+        + ("no longer holds it" if report.moved else "keeps its old copy")
+    )
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> Any:
+    from campaigns.ops.catalog import RunsDatabase
+
+    return RunsDatabase(args.db_url)
+
+
+def cmd_campaigns(args: argparse.Namespace) -> int:
+    """`campaigns`: list the campaigns of a database."""
+    runs = _runs(args)
+    summaries = runs.campaigns()
+    if args.json:
+        _print_json({"database": runs.shown, "campaigns": [s.to_dict() for s in summaries]})
+        return 0
+    from campaigns.cli import render
+
+    render.campaigns(runs.shown, summaries)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """`export`: one row per job of one campaign, or of all."""
+    if args.all:
+        if args.config and not args.db_url:
+            args.db_url = _manager(args).db_url
+        written = _runs(args).export(args.file)
+    elif args.config:
+        written = _manager(args).export_jobs(args.file)
+    else:
+        raise InputError("export what? Give a CONFIG (one campaign) or --all (every campaign).")
+    print(f"wrote {written.rows:,} jobs to {written.path}", file=sys.stderr)
+    return 0
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate,
     "init": cmd_init,
@@ -242,6 +303,10 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "estimate": cmd_estimate,
     "qa": cmd_qa,
     "autopilot": cmd_autopilot,
+    "db upgrade": cmd_db_upgrade,
+    "db copy": cmd_db_copy,
+    "campaigns": cmd_campaigns,
+    "export": cmd_export,
 }
 
 

@@ -1,7 +1,9 @@
 """The argument parser of `run-campaign` (also the source of the docs' CLI reference).
 
 Every command is one entry of `COMMANDS`: what it does, an example, and its options
-(besides CONFIG, --root, --db-url and --debug, which all take).
+(besides CONFIG, --root, --db-url and --debug, which all take; the commands about a
+whole database, in `DATABASE_WIDE`, take no CONFIG and no --root). A name with a space
+(`db upgrade`) is a subcommand of its first word.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ examples:
   run-campaign monitor  config/examples/test_campaign.yaml
   run-campaign status   config/examples/test_campaign.yaml --json
   run-campaign retry    config/examples/test_campaign.yaml --submit
+  run-campaign campaigns --db-url postgresql+psycopg://me@dbhost/runs
 
 exit codes: 0 success, 1 operational failure, 2 bad input (nothing changed),
             3 the campaign ended incomplete, 4 not finished (status --check, monitor, qa)
@@ -253,7 +256,50 @@ COMMANDS: dict[str, tuple[str, str, Callable[[], list[Option]]]] = {
         "config/examples/test_campaign.yaml",
         lambda: [json_flag()],
     ),
+    "db upgrade": (
+        "migrate the campaign's database to this version's schema (every campaign in it)",
+        "config/examples/test_campaign.yaml",
+        lambda: [json_flag()],
+    ),
+    "db copy": (
+        "copy the campaign into another database, verify it, and use it there from now on",
+        "config/examples/test_campaign.yaml --to postgresql+psycopg://me@dbhost/runs",
+        lambda: [
+            value(
+                "--to",
+                required=True,
+                metavar="URL",
+                help="the target database; `sqlite` is the campaign's own metadata/campaign.db",
+            ),
+            flag("--move", help="delete the campaign from the database it leaves"),
+            flag("--replace", help="overwrite the campaign if the target holds it already"),
+            json_flag(),
+        ],
+    ),
+    "campaigns": (
+        "list the campaigns of a database: jobs per state, node-hours used, last activity",
+        "--db-url postgresql+psycopg://me@dbhost/runs",
+        lambda: [json_flag()],
+    ),
+    "export": (
+        "write one row per job to a .csv or .parquet file: one campaign, or --all of them",
+        "jobs.parquet --all --db-url postgresql+psycopg://me@dbhost/runs",
+        lambda: [
+            value("file", metavar="FILE", help="the table to write: .csv, or .parquet (pyarrow)"),
+            value(
+                "config",
+                nargs="?",
+                metavar="CONFIG",
+                help="a campaign file: export that campaign (with --all: its database)",
+            ),
+            flag("--all", help="every job of every campaign in the database"),
+        ],
+    ),
 }
+
+#: Commands about a whole database rather than one campaign: no CONFIG of their own (export's
+#: is optional), and `campaigns` no --root.
+DATABASE_WIDE = {"campaigns", "export"}
 
 #: Options every command takes.
 COMMON: list[Option] = [
@@ -265,7 +311,9 @@ COMMON: list[Option] = [
     value(
         "--db-url",
         metavar="URL",
-        help="SQLAlchemy URL of the campaign database (default: SQLite in metadata/)",
+        help="the runs database, e.g. postgresql+psycopg://user@host/db (default: where the "
+        "campaign was recorded, else $CAMPAIGNS_DB_URL for new campaigns, else SQLite in "
+        "metadata/)",
     ),
     flag("--debug", help="show tracebacks"),
 ]
@@ -283,15 +331,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"campaigns {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    groups: dict[str, Any] = {}
     for name, (does, example, options) in COMMANDS.items():
-        command = sub.add_parser(
-            name,
+        where, leaf = sub, name
+        if " " in name:
+            group, leaf = name.split(" ", 1)
+            if group not in groups:
+                holder = sub.add_parser(
+                    group,
+                    help=f"{group} commands: "
+                    + ", ".join(n.split(" ", 1)[1] for n in COMMANDS if n.startswith(f"{group} ")),
+                )
+                groups[group] = holder.add_subparsers(
+                    dest=f"{group}_command", metavar="SUBCOMMAND", parser_class=_Parser
+                )
+                groups[group].required = True
+            where = groups[group]
+        command = where.add_parser(
+            leaf,
             help=does,
             description=does,
             epilog=f"example:\n  run-campaign {name} {example}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        command.add_argument("config", metavar="CONFIG", help="the campaign YAML file")
-        for names, settings in [*options(), *COMMON]:
+        command.set_defaults(handler=name)
+        common = COMMON
+        if name == "campaigns":
+            common = [o for o in COMMON if o[0] != ("--root",)]
+        if name not in DATABASE_WIDE:
+            command.add_argument("config", metavar="CONFIG", help="the campaign YAML file")
+        for names, settings in [*options(), *common]:
             command.add_argument(*names, **settings)
     return parser

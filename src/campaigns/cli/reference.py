@@ -145,12 +145,7 @@ def cli_reference_rst(parser: argparse.ArgumentParser) -> str:
     ]
     lines += [f"   {line}" for line in parser.format_help().splitlines()]
     lines.append("")
-    subparsers = next(
-        a
-        for a in parser._actions  # noqa: SLF001
-        if isinstance(a, argparse._SubParsersAction)
-    )  # noqa: SLF001
-    for name, sub in subparsers.choices.items():
+    for name, sub in _commands(parser):
         title = f"``{name}``"
         lines += [
             title,
@@ -166,6 +161,23 @@ def cli_reference_rst(parser: argparse.ArgumentParser) -> str:
     return "\n".join(lines) + "\n" + OUTPUT_CONTRACT
 
 
+def _commands(
+    parser: argparse.ArgumentParser, prefix: str = ""
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every (sub)command's full name and parser, depth first (`db upgrade`, ...)."""
+    for action in parser._actions:  # noqa: SLF001
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for name, sub in action.choices.items():
+                nested = any(
+                    isinstance(a, argparse._SubParsersAction)  # noqa: SLF001
+                    for a in sub._actions  # noqa: SLF001
+                )
+                if nested:
+                    yield from _commands(sub, f"{prefix}{name} ")
+                else:
+                    yield f"{prefix}{name}", sub
+
+
 #: What scripts may rely on: exit codes and the JSON of `status`/`monitor`.
 OUTPUT_CONTRACT = """
 Exit codes
@@ -176,10 +188,15 @@ code     meaning
 =======  ===============================================================================
 ``0``    success; for ``status --check``, a blocking ``monitor``, ``monitor --submit`` and
          ``qa``: every job completed (and, for ``qa``, every output is valid)
-``1``    an operational failure after retries: the scheduler or the database could not
-         be reached, another manager holds the campaign, the circuit breaker is open
+``1``    an operational failure after retries: the scheduler or the database server could
+         not be reached (or failed), another manager holds the campaign (lock or lease),
+         the circuit breaker is open
 ``2``    bad input (the campaign or machine file, or the arguments): one paragraph naming
-         the file, the key and the line where known; nothing was created or changed
+         the file, the key and the line where known; nothing was created or changed. A
+         database URL that is malformed, names an unknown database or a driver that is not
+         installed, wrong credentials or a database that does not exist, and a database
+         whose schema is older than this version (run ``db upgrade``) are bad input too.
+         URLs are always shown with their password masked (``***``)
 ``3``    the campaign ended incomplete: jobs failed for good or were cancelled, or ``qa``
          found invalid outputs
 ``4``    not finished: ``status --check``, a blocking ``monitor`` without ``--submit`` or
@@ -219,6 +236,7 @@ object per line, one per refresh. Times are ISO-8601 UTC (``2026-05-01T12:00:00Z
      "finished": bool,                     # no job will change without user action
      "outcome": str,                       # complete | incomplete | unfinished (exit 0/3/4)
      "circuit_breaker": {"open": bool, "since": str | null, "reason": str | null},
+     "database": str,                      # the runs database, password masked
      "reconciled_at": str,                 # monitor only: when the scheduler was asked
      "scheduler_error": str,               # only when the scheduler could not be asked
      "jobs_matched": int,                  # with --verbose/--jobs: how many the selection matched

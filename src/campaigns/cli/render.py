@@ -21,6 +21,7 @@ from campaigns.ops.reports import (
 
 if TYPE_CHECKING:
     from campaigns.ops.autopilot import AutopilotReport
+    from campaigns.ops.catalog import CampaignSummary
     from campaigns.qa.report import QAReport
 
 #: Piped output (logs, `nohup`) is not cut at 80 columns: lines stay whole.
@@ -141,6 +142,8 @@ def status(report: StatusReport, listing: bool = False) -> None:
         f"total {report.total:,}; open arrays {report.open_arrays}; "
         f"backend {report.backend or '-'}; logs in {report.logs}"
     )
+    if report.database:
+        console.print(f"database {report.database}", style="dim")
     if report.unknown_scheduler:
         console.print(f"[yellow]{report.unknown_scheduler}[/]")
     if report.breaker_open_since is not None:
@@ -354,3 +357,24 @@ def qa(report: QAReport) -> None:
     )
     if report.plots:
         console.print(f"plots:  {Path(report.plots[0]).parent}/", markup=False, soft_wrap=True)
+
+
+def campaigns(database: str, summaries: list[CampaignSummary]) -> None:
+    """`campaigns`: one line per campaign of a database."""
+    if not summaries:
+        console.print(f"{database} holds no campaigns")
+        return
+    console.print(database, style="dim")
+    table = Table()
+    table.add_column("campaign", no_wrap=True)
+    for column in ("jobs", *STATE_STYLE, "node-hours", "last activity"):
+        table.add_column(column, justify="right")
+    for s in summaries:
+        table.add_row(
+            s.slug,
+            f"{s.total:,}",
+            *[f"{s.counts.get(state, 0):,}" for state in STATE_STYLE],
+            f"{s.node_hours:,.2f}",
+            _when(s.last_activity),
+        )
+    console.print(table)

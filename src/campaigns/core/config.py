@@ -23,6 +23,7 @@ from campaigns.core.breaker import CircuitBreaker
 from campaigns.core.checks import did_you_mean
 from campaigns.core.policy import RetryPolicy
 from campaigns.core.schema_errors import explain, show, text_keys
+from campaigns.core.secrets import mask_passwords
 from campaigns.core.spec import (
     Axis,
     CampaignSpec,
@@ -237,6 +238,14 @@ def build_spec(
     overrides = _overrides(merged.get("overrides", []), axes, locate)
     checks.check_templates(job["command"], output, axes, locate)
     checks.check_resources(merged, overrides, locate)
+    db_url = outputs.get("db_url")
+    if db_url and mask_passwords(db_url) != db_url:
+        raise locate.error(
+            "the database URL holds a password, and the campaign file is copied into the "
+            "campaign's metadata.",
+            ("outputs", "db_url"),
+            hint="Leave the password out of the URL and keep it in ~/.pgpass or PGPASSWORD.",
+        )
     spec = CampaignSpec(
         name=merged["campaign"]["name"],
         version=str(merged["campaign"]["version"]),
@@ -255,7 +264,7 @@ def build_spec(
         compression=outputs.get("compression", "gzip"),
         metadata_format=outputs.get("metadata_format", "json"),
         base_path=outputs.get("base_path", "./campaigns"),
-        db_url=outputs.get("db_url"),
+        db_url=db_url,
         qa=_qa_rules(merged.get("qa", {})),
         notify=Notify(**merged.get("notify", {})),
         merged=merged,

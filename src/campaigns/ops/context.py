@@ -30,7 +30,8 @@ from campaigns.core.policy import RetryPolicy
 from campaigns.core.spec import CampaignSpec
 from campaigns.core.yamlsource import Document
 from campaigns.errors import ConfigChangedError, InputError
-from campaigns.ops.lock import CampaignLock
+from campaigns.ops import location
+from campaigns.ops.lock import CampaignLease, CampaignLock
 from campaigns.scheduler import registry
 from campaigns.scheduler.base import Scheduler
 from campaigns.store import Store
@@ -57,8 +58,9 @@ class Context:
         """Read, validate and locate the campaign: the files are parsed exactly once.
 
         `root` puts the campaign directory under it (instead of `outputs.base_path`),
-        `db_url` chooses another database; `clock`, `rng` and `schedulers` (backend name ->
-        instance) replace the real ones, for tests and embedding.
+        `db_url` chooses another database (`ops.location` says which is the default);
+        `clock`, `rng` and `schedulers` (backend name -> instance) replace the real ones,
+        for tests and embedding.
         """
         self.config_path = Path(config)
         campaign, machine = read_documents(self.config_path)
@@ -66,7 +68,7 @@ class Context:
         recorded = _recorded_hash(campaign, machine, root)
         self.spec: CampaignSpec = build_spec(campaign, machine, schema, validated_hash=recorded)
         self.layout = Layout.for_campaign(self.spec.slug, self.spec.base_path, root)
-        self.db_url = self.layout.db_url(db_url or self.spec.db_url)
+        self.db_url = location.resolve(db_url, self.layout, self.spec.db_url)
         self.clock = clock
         self.rng = rng or random.Random()
         self._schedulers: dict[str, Scheduler] = dict(schedulers or {})
@@ -98,8 +100,12 @@ class Context:
                     f"campaign not initialised: {self.layout.root} does not exist. "
                     f"Run `init {self.config_path}` first."
                 )
-            self._store = Store(self.db_url)
+            self._store = self.open_store()
         return self._store
+
+    def open_store(self) -> Store:
+        """A new connection to the campaign's database (the campaign found by its slug)."""
+        return Store(self.db_url, slug=self.spec.slug)
 
     def backend(self, requested: str | None = None) -> str:
         """--backend, else `execution.backend`, else the machine's, else `auto`; resolved."""
@@ -128,7 +134,7 @@ class Context:
             max_queued_jobs=machine.max_queued_jobs,
         )
 
-    def lock(self) -> CampaignLock:
+    def lock(self) -> CampaignLock | CampaignLease:
         """The campaign's manager lock (checks first that the campaign exists, as configured)."""
         stored = self.store.campaign()["config_hash"]
         if stored != self.spec.config_hash:
@@ -137,6 +143,12 @@ class Context:
                 f"{self.spec.config_hash}). Run `init --force {self.config_path}` to adopt the "
                 "change (it says what changed), or restore the file."
             )
+        return self.manager_lock()
+
+    def manager_lock(self) -> CampaignLock | CampaignLease:
+        """A lease row in a server database, else the lock file beside the SQLite one."""
+        if self.store.is_server:
+            return CampaignLease(self.store)
         return CampaignLock(self.layout.lock_file)
 
     def close(self) -> None:

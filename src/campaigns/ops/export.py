@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ _FIXED_COLUMNS = (
 FIXED = tuple(_FIXED_COLUMNS.split())
 # The store columns behind FIXED: `params` spreads into one column per parameter and
 # `runtime_seconds` is derived from the times.
-_JOB_COLUMNS = ["params", *(c for c in FIXED if c != "runtime_seconds")]
+JOB_COLUMNS = ["params", *(c for c in FIXED if c != "runtime_seconds")]
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,13 @@ def check_path(path: str | os.PathLike[str]) -> str:
 
 def jobs_frame(store: Store) -> pd.DataFrame:
     """The export table as a DataFrame (parameters keep YAML's types)."""
+    return rows_frame(store.jobs(columns=JOB_COLUMNS))
+
+
+def rows_frame(rows: Sequence[Mapping[str, Any]], leading: Sequence[str] = ()) -> pd.DataFrame:
+    """The export table of job rows (store columns), `leading` columns of the rows first."""
     import pandas as pd
 
-    rows = store.jobs(columns=_JOB_COLUMNS)
     params = [json.loads(r["params"]) for r in rows]
     names: list[str] = []
     for p in params:  # every parameter, in the order the campaign declares them
@@ -80,12 +85,13 @@ def jobs_frame(store: Store) -> pd.DataFrame:
     for row, p in zip(rows, params, strict=True):
         started, ended = row["started_at"], row["ended_at"]
         runtime = (ended - started).total_seconds() if started and ended else None
-        record: dict[str, Any] = {"key": row["key"], "uid": row["uid"]}
+        record: dict[str, Any] = {c: row[c] for c in leading}
+        record.update(key=row["key"], uid=row["uid"])
         record.update({column[n]: p.get(n) for n in names})
         record.update({k: row[k] for k in FIXED[2:] if k != "runtime_seconds"})
         record["runtime_seconds"] = runtime
         records.append(record)
-    order = ["key", "uid", *column.values(), *FIXED[2:]]
+    order = [*leading, "key", "uid", *column.values(), *FIXED[2:]]
     frame = pd.DataFrame.from_records(records, columns=order)
     for name in ("started_at", "ended_at"):
         frame[name] = pd.to_datetime(frame[name], utc=True)
@@ -96,9 +102,13 @@ def jobs_frame(store: Store) -> pd.DataFrame:
 
 def export_jobs(store: Store, path: str | os.PathLike[str]) -> ExportReport:
     """Write one row per job to `path` (.csv, or .parquet with pyarrow), atomically."""
+    return write_frame(jobs_frame(store), path)
+
+
+def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str]) -> ExportReport:
+    """Write an export table to `path` (.csv, or .parquet with pyarrow), atomically."""
     suffix = check_path(path)
     target = Path(path)
-    frame = jobs_frame(store)
     with replacing(target) as tmp:
         if suffix == ".csv":
             frame.to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")

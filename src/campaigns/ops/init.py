@@ -17,11 +17,10 @@ from campaigns.core.expand import Expansion
 from campaigns.core.states import JobState
 from campaigns.errors import ConfigChangedError, InputError
 from campaigns.node.files import write_atomic
-from campaigns.ops import provenance
+from campaigns.ops import location, provenance
 from campaigns.ops.context import Context
 from campaigns.ops.lock import CampaignLock
 from campaigns.ops.reports import InitReport
-from campaigns.store import Store
 
 
 def init(ctx: Context, force: bool = False) -> InitReport:
@@ -30,15 +29,23 @@ def init(ctx: Context, force: bool = False) -> InitReport:
     layout = ctx.layout
     if ctx.initialised():
         return _reinit(ctx, expansion, force)
+    store = ctx.open_store()
+    try:
+        # Asking the database first: a bad URL or login creates no folder.
+        known = store.reachable() and store.is_initialised()
+    except BaseException:
+        store.close()
+        raise
+    if known:
+        store.close()
+        raise InputError(
+            f"{store.shown} already holds campaign '{ctx.spec.slug}' but "
+            f"{layout.config_file} is missing; move the database away or point --db-url "
+            "elsewhere."
+        )
     for folder in layout.folders():
         folder.mkdir(parents=True, exist_ok=True)
     with CampaignLock(layout.lock_file):
-        store = Store(ctx.db_url)
-        if store.is_initialised():
-            raise InputError(
-                f"{ctx.db_url} already holds a campaign but {layout.config_file} is missing; "
-                "move the database away or point --db-url elsewhere."
-            )
         store.create(
             campaign={
                 "name": ctx.spec.name,
@@ -53,6 +60,7 @@ def init(ctx: Context, force: bool = False) -> InitReport:
             now=ctx.clock(),
         )
         store.close()
+        location.write_record(layout, ctx.db_url, ctx.clock())
         _write_metadata(ctx)
     return InitReport(str(layout.root), len(expansion.jobs), created=True)
 
@@ -78,7 +86,7 @@ def _reinit(ctx: Context, expansion: Expansion, force: bool) -> InitReport:
             "configuration (existing jobs keep their state; new jobs are added), or use a new "
             "`campaign.version` for a new campaign."
         )
-    with CampaignLock(ctx.layout.lock_file):
+    with ctx.manager_lock():
         jobs = list(job_rows(expansion, ctx.spec.config_hash))
         check_adoption(store.jobs(columns=["key", "output", "state"]), jobs)
         added = store.adopt_config(

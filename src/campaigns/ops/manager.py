@@ -23,6 +23,7 @@ from campaigns.ops import (
     autopilot,
     breaker,
     cancel,
+    database,
     estimate,
     init,
     monitor,
@@ -77,6 +78,8 @@ class CampaignManager(Context):
     autopilot_tick = autopilot.tick
     stop_autopilot = autopilot.stop
     autopilot_status = autopilot.status
+    upgrade_database = database.upgrade_schema  # takes the lock file itself
+    copy_database = database.copy_to  # takes the lock (or lease) itself
 
     def submit_campaign(
         self,

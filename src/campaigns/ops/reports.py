@@ -155,6 +155,7 @@ class StatusReport:
     next_retry_at: datetime | None = None  # the soonest retry of a job waiting for its backoff
     breaker_open_since: datetime | None = None  # the circuit breaker is open: nothing submitted
     breaker_reason: str | None = None
+    database: str | None = None  # the runs database's URL, password masked
 
     @property
     def finished(self) -> bool:
@@ -193,6 +194,7 @@ class StatusReport:
                 "since": iso(self.breaker_open_since),
                 "reason": self.breaker_reason,
             },
+            "database": self.database,
         }
         if self.reconciled_at is not None:
             data["reconciled_at"] = iso(self.reconciled_at)

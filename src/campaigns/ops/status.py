@@ -113,4 +113,5 @@ def status(
         next_retry_at=soonest,
         breaker_open_since=circuit.since if circuit.open else None,
         breaker_reason=circuit.reason if circuit.open else None,
+        database=store.shown,
     )

@@ -1,15 +1,19 @@
-"""The campaign database: schema, reads and bulk writes. It records decisions; it makes none.
+"""The runs database: schema, migrations, reads and bulk writes. It records decisions; it
+makes none.
 
 Only the manager side writes here; workers on compute nodes never touch it.
 """
 
+from campaigns.store.leases import Leases
+from campaigns.store.lifecycle import Lifecycle
 from campaigns.store.reads import Reads
-from campaigns.store.schema import SCHEMA_VERSION
+from campaigns.store.schema import SCHEMA_REVISION
+from campaigns.store.urls import shown as shown_url
 from campaigns.store.writes import Writes
 
 
-class Store(Reads, Writes):
-    """One campaign's database: `Reads` queries, `Writes` changes."""
+class Store(Reads, Writes, Lifecycle, Leases):
+    """One campaign (found by its slug) in a runs database: `Reads` queries, the rest change."""
 
 
-__all__ = ["SCHEMA_VERSION", "Store"]
+__all__ = ["SCHEMA_REVISION", "Store", "shown_url"]

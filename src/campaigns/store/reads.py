@@ -1,4 +1,4 @@
-"""Queries of the campaign database. Reads only; nothing here decides anything."""
+"""Queries of one campaign in its database. Reads only; nothing here decides anything."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from campaigns.store import schema as db
 from campaigns.store.base import Database
 from campaigns.store.bulk import MAX_IN
+from campaigns.store.version import revision
 
 #: Derived columns `Reads.jobs` can return besides the table's own.
 DERIVED = {
@@ -25,24 +26,33 @@ DERIVED = {
 class Reads(Database):
     """The queries."""
 
-    def schema_version(self) -> int:
-        """The schema version recorded at creation."""
+    def schema_revision(self) -> str | None:
+        """The schema revision the database holds (None before any campaign was created)."""
         with self.reading() as conn:
-            value = conn.execute(
-                sa.select(db.meta_table.c.value).where(db.meta_table.c.key == "schema_version")
-            ).scalar_one()
-        return int(value)
+            return revision(conn)
 
     def campaign(self) -> dict[str, Any]:
-        """The campaign row."""
+        """The campaign's row."""
         with self.reading() as conn:
-            row = conn.execute(sa.select(db.campaign_table)).mappings().one()
+            row = (
+                conn.execute(
+                    sa.select(db.campaigns_table).where(db.campaigns_table.c.id == self.cid)
+                )
+                .mappings()
+                .one()
+            )
         return dict(row)
 
     def groups(self) -> dict[int, dict[str, Any]]:
         """Job groups by id, resources decoded."""
         with self.reading() as conn:
-            rows = conn.execute(sa.select(db.groups_table)).mappings().all()
+            rows = (
+                conn.execute(
+                    sa.select(db.groups_table).where(db.groups_table.c.campaign_id == self.cid)
+                )
+                .mappings()
+                .all()
+            )
         return {
             r["id"]: {"resources": json.loads(r["resources"]), "max_retries": r["max_retries"]}
             for r in rows
@@ -52,7 +62,9 @@ class Reads(Database):
         """Number of jobs per state."""
         with self.reading() as conn:
             rows = conn.execute(
-                sa.select(db.jobs_table.c.state, sa.func.count()).group_by(db.jobs_table.c.state)
+                sa.select(db.jobs_table.c.state, sa.func.count())
+                .where(db.jobs_table.c.campaign_id == self.cid)
+                .group_by(db.jobs_table.c.state)
             ).all()
         return {state: n for state, n in rows}
 
@@ -78,7 +90,7 @@ class Reads(Database):
         query = sa.select(
             *[DERIVED[c] if c in DERIVED else db.jobs_table.c[c] for c in names + extra]
         )
-        query = query.order_by(db.jobs_table.c.id)
+        query = query.where(db.jobs_table.c.campaign_id == self.cid).order_by(db.jobs_table.c.id)
         if states is not None:
             query = query.where(db.jobs_table.c.state.in_(list(states)))
         if failure_classes is not None:
@@ -107,7 +119,11 @@ class Reads(Database):
 
     def submissions(self, *, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Submission rows, oldest first."""
-        query = sa.select(db.submissions_table).order_by(db.submissions_table.c.id)
+        query = (
+            sa.select(db.submissions_table)
+            .where(db.submissions_table.c.campaign_id == self.cid)
+            .order_by(db.submissions_table.c.id)
+        )
         if states is not None:
             query = query.where(db.submissions_table.c.state.in_(list(states)))
         with self.reading() as conn:
@@ -115,8 +131,10 @@ class Reads(Database):
 
     def attempts(self, job_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
         """Attempt rows, by job then number."""
-        query = sa.select(db.attempts_table).order_by(
-            db.attempts_table.c.job_id, db.attempts_table.c.number
+        query = (
+            sa.select(db.attempts_table)
+            .where(db.attempts_table.c.campaign_id == self.cid)
+            .order_by(db.attempts_table.c.job_id, db.attempts_table.c.number)
         )
         if job_ids is not None:
             query = query.where(db.attempts_table.c.job_id.in_(list(job_ids)))
@@ -125,18 +143,22 @@ class Reads(Database):
 
     def open_task_count(self) -> int:
         """Array tasks of this campaign now queued or running (for the queue cap)."""
+        open_jobs = sa.and_(
+            db.jobs_table.c.campaign_id == self.cid,
+            db.jobs_table.c.state.in_(["queued", "running"]),
+        )
         query = sa.select(
             sa.func.count(
                 sa.distinct(sa.tuple_(db.jobs_table.c.submission_id, db.jobs_table.c.task_index))
             )
-        ).where(db.jobs_table.c.state.in_(["queued", "running"]))
+        ).where(open_jobs)
         with self.reading() as conn:
             try:
                 return int(conn.execute(query).scalar_one())
             except sa.exc.DBAPIError:  # backends without tuple COUNT DISTINCT
                 rows = conn.execute(
                     sa.select(db.jobs_table.c.submission_id, db.jobs_table.c.task_index)
-                    .where(db.jobs_table.c.state.in_(["queued", "running"]))
+                    .where(open_jobs)
                     .distinct()
                 ).all()
                 return len(rows)
@@ -145,6 +167,7 @@ class Reads(Database):
         """Seconds from start to end of every completed attempt."""
         query = (
             sa.select(db.attempts_table.c.started_at, db.attempts_table.c.ended_at)
+            .where(db.attempts_table.c.campaign_id == self.cid)
             .where(db.attempts_table.c.state == "completed")
             .where(db.attempts_table.c.started_at.is_not(None))
             .where(db.attempts_table.c.ended_at.is_not(None))
@@ -158,6 +181,7 @@ class Reads(Database):
         attempts = db.attempts_table
         query = (
             sa.select(attempts.c.state)
+            .where(attempts.c.campaign_id == self.cid)
             .where(attempts.c.state.in_(["completed", "failed"]))
             .where(
                 sa.or_(attempts.c.failure_class.is_(None), attempts.c.failure_class != "cancelled")
@@ -173,7 +197,12 @@ class Reads(Database):
 
     def events(self, limit: int = 50, kinds: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """The newest events (of these kinds), newest last."""
-        query = sa.select(db.events_table).order_by(db.events_table.c.id.desc()).limit(limit)
+        query = (
+            sa.select(db.events_table)
+            .where(db.events_table.c.campaign_id == self.cid)
+            .order_by(db.events_table.c.id.desc())
+            .limit(limit)
+        )
         if kinds is not None:
             query = query.where(db.events_table.c.kind.in_(list(kinds)))
         with self.reading() as conn:
@@ -186,12 +215,14 @@ class Reads(Database):
             sa.select(
                 db.attempts_table.c.job_id, sa.func.max(db.attempts_table.c.number).label("n")
             )
+            .where(db.attempts_table.c.campaign_id == self.cid)
             .group_by(db.attempts_table.c.job_id)
             .subquery()
         )
         query = sa.select(db.attempts_table.c.job_id, db.attempts_table.c.log_path).join(
             latest,
             sa.and_(
+                db.attempts_table.c.campaign_id == self.cid,
                 db.attempts_table.c.job_id == latest.c.job_id,
                 db.attempts_table.c.number == latest.c.n,
             ),
@@ -211,6 +242,7 @@ class Reads(Database):
             sa.select(
                 db.attempts_table.c.job_id, sa.func.max(db.attempts_table.c.number).label("n")
             )
+            .where(db.attempts_table.c.campaign_id == self.cid)
             .group_by(db.attempts_table.c.job_id)
             .subquery()
         )
@@ -228,11 +260,13 @@ class Reads(Database):
                 db.jobs_table.outerjoin(latest, latest.c.job_id == db.jobs_table.c.id).outerjoin(
                     db.attempts_table,
                     sa.and_(
+                        db.attempts_table.c.campaign_id == self.cid,
                         db.attempts_table.c.job_id == latest.c.job_id,
                         db.attempts_table.c.number == latest.c.n,
                     ),
                 )
             )
+            .where(db.jobs_table.c.campaign_id == self.cid)
             .where(db.jobs_table.c.state == "completed")
             .order_by(db.jobs_table.c.id)
         )

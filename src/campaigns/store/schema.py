@@ -1,12 +1,17 @@
-"""The tables of the campaign database (SQLAlchemy Core).
+"""The tables of the runs database (SQLAlchemy Core): many campaigns, each found by its slug.
 
-campaign      one row: name, version, slug, merged config and its hash, last backend
+campaigns     one row per campaign: slug (unique), name, version, merged config, last backend
 job_groups    resources and retry limit shared by jobs (arrays never mix groups)
 jobs          one row per job: parameters, output, state, attempts, retry facts
 submissions   one row per array: token, backend, scheduler id, state
 attempts      one row per (job, attempt): where and how it ran and ended
 events        an append-only log of what the manager did
-meta          the schema version
+leases        the manager lease of each campaign on a server database (holder, expiry)
+
+Every table carries `campaign_id`; job, group and submission ids count from 1 within
+their campaign (keys are `(campaign_id, id)`), so a campaign reads the same in its own
+SQLite file and in a database it shares. The schema's history is the Alembic
+migrations in `migrations/`; `SCHEMA_REVISION` is their head.
 """
 
 from __future__ import annotations
@@ -16,13 +21,20 @@ from typing import Any
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 1
+#: The Alembic revision this code reads and writes (the head of `migrations/versions`).
+SCHEMA_REVISION = "0002"
 
-metadata = sa.MetaData()
+metadata = sa.MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    }
+)
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite stores naive text)."""
+    """Timezone-aware UTC datetimes on every backend (stored naive, as UTC)."""
 
     impl = sa.DateTime
     cache_ok = True
@@ -38,20 +50,17 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=timezone.utc)
 
 
-meta_table = sa.Table(
-    "meta",
-    metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
+def _campaign() -> sa.Column[int]:
+    return sa.Column("campaign_id", sa.Integer, nullable=False)
 
-campaign_table = sa.Table(
-    "campaign",
+
+campaigns_table = sa.Table(
+    "campaigns",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("slug", sa.String(200), nullable=False, unique=True),  # <version>_<name-slug>
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("version", sa.Text, nullable=False),
-    sa.Column("slug", sa.Text, nullable=False),
     sa.Column("config_hash", sa.String(32), nullable=False),
     sa.Column("config", sa.Text, nullable=False),  # merged config, JSON
     sa.Column("source", sa.Text, nullable=False),
@@ -62,22 +71,25 @@ campaign_table = sa.Table(
 groups_table = sa.Table(
     "job_groups",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
+    _campaign(),
+    sa.Column("id", sa.Integer, nullable=False),
     sa.Column("resources", sa.Text, nullable=False),  # JSON of spec.Resources
     sa.Column("max_retries", sa.Integer, nullable=False),
+    sa.PrimaryKeyConstraint("campaign_id", "id"),
 )
 
 jobs_table = sa.Table(
     "jobs",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True),  # expansion index + 1
-    sa.Column("key", sa.Text, nullable=False, unique=True),
-    sa.Column("uid", sa.String(16), nullable=False, unique=True),
+    _campaign(),
+    sa.Column("id", sa.Integer, nullable=False, autoincrement=False),  # expansion index + 1
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("uid", sa.String(16), nullable=False),
     sa.Column("params", sa.Text, nullable=False),  # JSON, YAML's types
     sa.Column("output", sa.Text, nullable=False),
     sa.Column("group_id", sa.Integer, nullable=False),
     sa.Column("config_hash", sa.String(32)),  # the config the job was expanded from (lineage)
-    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("state", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     # `retry --reset` gives a fresh budget without renumbering: budget used = attempts - base.
     sa.Column("attempts_base", sa.Integer, nullable=False, default=0),
@@ -85,7 +97,7 @@ jobs_table = sa.Table(
     # Resource escalation after timeouts / out-of-memory failures (multipliers of the group's).
     sa.Column("time_scale", sa.Float, nullable=False, default=1.0),
     sa.Column("memory_scale", sa.Float, nullable=False, default=1.0),
-    sa.Column("submission_id", sa.Integer, index=True),
+    sa.Column("submission_id", sa.Integer),
     sa.Column("task_index", sa.Integer),
     sa.Column("scheduler_id", sa.String(64)),
     sa.Column("failure_class", sa.String(32)),
@@ -94,16 +106,24 @@ jobs_table = sa.Table(
     sa.Column("started_at", UTCDateTime),
     sa.Column("ended_at", UTCDateTime),
     sa.Column("updated_at", UTCDateTime),
+    sa.PrimaryKeyConstraint("campaign_id", "id"),
+    sa.UniqueConstraint("campaign_id", "key"),
+    sa.UniqueConstraint("campaign_id", "uid"),
+    sa.Index(None, "campaign_id", "state"),
+    sa.Index(None, "campaign_id", "submission_id"),
+    # SQLite: the rows are stored in key order, so the key needs no index of its own.
+    sqlite_with_rowid=False,
 )
 
 submissions_table = sa.Table(
     "submissions",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("token", sa.String(64), nullable=False, unique=True),
+    _campaign(),
+    sa.Column("id", sa.Integer, nullable=False, autoincrement=False),
+    sa.Column("token", sa.String(64), nullable=False),
     sa.Column("backend", sa.String(16), nullable=False),
     # intent -> submitted -> closed; intent -> abandoned when it never reached the scheduler
-    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("state", sa.String(16), nullable=False),
     sa.Column("scheduler_id", sa.String(64)),
     sa.Column("group_id", sa.Integer, nullable=False),
     sa.Column("n_tasks", sa.Integer, nullable=False),
@@ -113,15 +133,19 @@ submissions_table = sa.Table(
     sa.Column("submitted_at", UTCDateTime),
     sa.Column("closed_at", UTCDateTime),
     sa.Column("error", sa.Text),
+    sa.PrimaryKeyConstraint("campaign_id", "id"),
+    sa.UniqueConstraint("campaign_id", "token"),
+    sa.Index(None, "campaign_id", "state"),
 )
 
 attempts_table = sa.Table(
     "attempts",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("job_id", sa.Integer, nullable=False, index=True),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),  # a row id, nothing more
+    _campaign(),
+    sa.Column("job_id", sa.Integer, nullable=False),
     sa.Column("number", sa.Integer, nullable=False),
-    sa.Column("submission_id", sa.Integer, nullable=False, index=True),
+    sa.Column("submission_id", sa.Integer, nullable=False),
     sa.Column("task_index", sa.Integer, nullable=False),
     sa.Column("scheduler_id", sa.String(64)),
     sa.Column("state", sa.String(16), nullable=False),
@@ -135,16 +159,33 @@ attempts_table = sa.Table(
     sa.Column("memory_mb", sa.Integer),
     sa.Column("log_path", sa.Text),
     sa.Column("manifest_path", sa.Text),
-    sa.UniqueConstraint("job_id", "number"),
+    sa.UniqueConstraint("campaign_id", "job_id", "number"),
+    sa.Index(None, "campaign_id", "submission_id"),
 )
 
 events_table = sa.Table(
     "events",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),  # the order of events
+    _campaign(),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("job_id", sa.Integer),
     sa.Column("submission_id", sa.Integer),
     sa.Column("message", sa.Text, nullable=False),
+    sa.Index(None, "campaign_id", "id"),
 )
+
+leases_table = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("campaign_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("token", sa.String(64)),  # the holder's own random token; NULL when free
+    sa.Column("holder", sa.Text),  # JSON: host, pid, command, since
+    sa.Column("acquired_at", UTCDateTime),
+    sa.Column("heartbeat_at", UTCDateTime),
+    sa.Column("expires_at", UTCDateTime),
+)
+
+#: The tables that hold one campaign's rows, in the order a copy writes them.
+CAMPAIGN_TABLES = (groups_table, jobs_table, submissions_table, attempts_table, events_table)

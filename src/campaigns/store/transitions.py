@@ -26,11 +26,12 @@ def transition(
     conn: Connection,
     rows: Sequence[Mapping[str, Any]],
     *,
+    campaign: int,
     new: JobState,
     now: datetime,
     old: Collection[JobState] | None = None,
 ) -> int:
-    """Move the jobs in `rows` (each: `id` plus the other columns to set) to state `new`.
+    """Move the jobs in `rows` (each: `id` plus the other columns to set) of `campaign` to `new`.
 
     `old`, if given, is where the caller expects the jobs to be: a job elsewhere is an
     error too. Raises `IllegalTransitionError` for a move the state machine forbids and
@@ -39,11 +40,11 @@ def transition(
     """
     if not rows:
         return 0
-    stored = _states(conn, [r["id"] for r in rows])
+    stored = _states(conn, campaign, [r["id"] for r in rows])
     by_state: dict[JobState, list[Mapping[str, Any]]] = {}
     for row in rows:
         if row["id"] not in stored:
-            raise StoreError(f"job {row['id']} is not in the campaign database.")
+            raise StoreError(f"job {row['id']} is not in the campaign's database.")
         state = JobState(stored[row["id"]])
         if old is not None and state not in old:
             expected = " or ".join(sorted(s.value for s in old))
@@ -56,7 +57,7 @@ def transition(
     extra = {"state": new.value, "updated_at": now}
     moved = 0
     for state, group in by_state.items():
-        guard = jobs_table.c.state == state.value
+        guard = sa.and_(jobs_table.c.campaign_id == campaign, jobs_table.c.state == state.value)
         for columns, batch in by_columns(group, ("id",)).items():
             names = sorted({*columns, *extra})
             moved += bulk_update(
@@ -71,9 +72,11 @@ def transition(
     return moved
 
 
-def _states(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
+def _states(conn: Connection, campaign: int, ids: Sequence[int]) -> dict[int, str]:
     """The stored state of each job in `ids`."""
-    query = sa.select(jobs_table.c.id, jobs_table.c.state)
+    query = sa.select(jobs_table.c.id, jobs_table.c.state).where(
+        jobs_table.c.campaign_id == campaign
+    )
     if len(ids) <= MAX_IN:
         return dict(conn.execute(query.where(jobs_table.c.id.in_(list(ids)))).all())
     wanted = set(ids)  # many ids: one scan beats thousands of bound parameters
