@@ -53,12 +53,14 @@ class Context:
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
         schedulers: Mapping[str, Scheduler] | None = None,
+        read_only: bool = False,
     ) -> None:
         """Read, validate and locate the campaign: the files are parsed exactly once.
 
         `root` puts the campaign directory under it (instead of `outputs.base_path`),
         `db_url` chooses another database; `clock`, `rng` and `schedulers` (backend name ->
-        instance) replace the real ones, for tests and embedding.
+        instance) replace the real ones, for tests and embedding. `read_only` opens the
+        store so that nothing can be written (the web dashboard's view).
         """
         self.config_path = Path(config)
         campaign, machine = read_documents(self.config_path)
@@ -72,6 +74,7 @@ class Context:
         self._schedulers: dict[str, Scheduler] = dict(schedulers or {})
         self._expansion: Expansion | None = None
         self._store: Store | None = None
+        self.read_only = read_only
 
     @property
     def policy(self) -> RetryPolicy:
@@ -98,7 +101,7 @@ class Context:
                     f"campaign not initialised: {self.layout.root} does not exist. "
                     f"Run `init {self.config_path}` first."
                 )
-            self._store = Store(self.db_url)
+            self._store = Store(self.db_url, read_only=self.read_only)
         return self._store
 
     def backend(self, requested: str | None = None) -> str:

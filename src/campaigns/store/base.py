@@ -2,7 +2,9 @@
 
 SQLite (WAL, busy timeout) in `metadata/campaign.db` by default; any SQLAlchemy URL
 (PostgreSQL) works the same. Every change is one transaction; database errors
-become `StoreError`.
+become `StoreError`, whose messages never show the URL's password. A store opened
+`read_only` (the web dashboard's) cannot write: SQLite is opened with `mode=ro`,
+other databases run every transaction as `READ ONLY`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -31,22 +35,54 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_readonly_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    dbapi_connection.execute("PRAGMA busy_timeout=30000")
+
+
 def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN")
+
+
+def _readonly_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+
+def safe_url(url: str) -> str:
+    """`url` with its password hidden, fit for messages and pages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparsable database URL>"
+
+
+def read_only_url(url: str) -> str:
+    """A SQLite URL opened read-only (`mode=ro`); other URLs unchanged."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return url
+    path = quote(str(Path(parsed.database).absolute()))
+    return f"sqlite:///file:{path}?mode=ro&uri=true"
 
 
 class Database:
     """One campaign's database connection."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
+        self.url = safe_url(url)  # what messages show
+        self.read_only = read_only
         try:
-            self.engine: Engine = sa.create_engine(url, future=True)
+            real = read_only_url(url) if read_only else url
+            self.engine: Engine = sa.create_engine(real, future=True)
         except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
-            raise StoreError(f"cannot open database URL {url!r}: {exc}") from None
+            message = str(exc).replace(url, self.url)
+            raise StoreError(f"cannot open database URL {self.url!r}: {message}") from None
         if self.engine.dialect.name == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            pragmas = _sqlite_readonly_pragmas if read_only else _sqlite_pragmas
+            sa.event.listen(self.engine, "connect", pragmas)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
+        elif read_only:
+            sa.event.listen(self.engine, "begin", _readonly_begin)
 
     def close(self) -> None:
         """Release connections."""
