@@ -10,6 +10,7 @@ to stderr; tracebacks only with --debug.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import traceback
@@ -171,6 +172,23 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The dashboard, reached by name: the web layer and the CLI are independent entry points.
+SERVE = "campaigns.web.server:serve"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    module, name = SERVE.split(":")
+    serve: Callable[..., int] = getattr(importlib.import_module(module), name)
+    return serve(
+        args.config,
+        root=args.root,
+        db_url=args.db_url,
+        host=args.host,
+        port=args.port,
+        poll_seconds=args.poll,
+    )
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate,
     "init": cmd_init,
@@ -181,6 +199,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "cancel": cmd_cancel,
     "estimate": cmd_estimate,
     "qa": cmd_qa,
+    "serve": cmd_serve,
 }
 
 

@@ -1,7 +1,8 @@
 """The argument parser of `run-campaign` (also the source of the docs' CLI reference).
 
 Every command is one entry of `COMMANDS`: what it does, an example, and its options
-(besides CONFIG, --root, --db-url and --debug, which all take).
+(besides CONFIG, --root, --db-url and --debug, which all take). Commands in
+`SEVERAL_CONFIGS` take one CONFIG or more.
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be between 0 and 65535 (0: any free port)")
     return value
 
 
@@ -179,7 +187,31 @@ COMMANDS: dict[str, tuple[str, str, Callable[[], list[Option]]]] = {
         "config/examples/test_campaign.yaml",
         lambda: [json_flag()],
     ),
+    "serve": (
+        "serve a read-only web dashboard of one or more campaigns (needs the web extra: "
+        "pip install 'campaigns[web]')",
+        "config/examples/test_campaign.yaml --port 8000",
+        lambda: [
+            value(
+                "--host",
+                default="127.0.0.1",
+                help="address to listen on (default 127.0.0.1; any other address requires "
+                "a token on every request: $CAMPAIGNS_WEB_TOKEN, else one printed at start)",
+            ),
+            value("--port", type=_port, default=8000, help="port (default 8000; 0: any free)"),
+            value(
+                "--poll",
+                type=_positive_float,
+                default=5.0,
+                metavar="S",
+                help="seconds between the pages' refreshes (default 5)",
+            ),
+        ],
+    ),
 }
+
+#: Commands whose CONFIG may be given several times.
+SEVERAL_CONFIGS = {"serve"}
 
 #: Options every command takes.
 COMMON: list[Option] = [
@@ -217,7 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=f"example:\n  run-campaign {name} {example}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        command.add_argument("config", metavar="CONFIG", help="the campaign YAML file")
+        if name in SEVERAL_CONFIGS:
+            command.add_argument("config", metavar="CONFIG", nargs="+", help="campaign YAML files")
+        else:
+            command.add_argument("config", metavar="CONFIG", help="the campaign YAML file")
         for names, settings in [*options(), *COMMON]:
             command.add_argument(*names, **settings)
     return parser
