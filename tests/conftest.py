@@ -4,6 +4,9 @@ Slurm tests (`@pytest.mark.slurm`) run against the real cluster that
 `scripts/dev/slurm-cluster.sh up` starts. Without Slurm they skip with a
 reason, except when CI is set or CAMPAIGNS_REQUIRE_SLURM=1: then a skipped or
 missing Slurm test fails the session, so CI can never go green without them.
+Browser tests (`@pytest.mark.browser`) drive a real headless Chromium
+(`scripts/dev/browser-deps.sh` installs it); the same rule holds for them with
+CAMPAIGNS_REQUIRE_BROWSER=1.
 """
 
 from __future__ import annotations
@@ -17,20 +20,25 @@ import pytest
 from slurm_helpers import Cluster, require_slurm, scancel_campaign
 
 REQUIRE_SLURM = os.environ.get("CAMPAIGNS_REQUIRE_SLURM") == "1" or bool(os.environ.get("CI"))
+REQUIRE_BROWSER = os.environ.get("CAMPAIGNS_REQUIRE_BROWSER") == "1" or bool(os.environ.get("CI"))
 #: The repository's own campaign folder, where the README's quickstart leaves its example.
 REPO_CAMPAIGNS = Path(__file__).resolve().parents[1] / "campaigns"
-_slurm_outcomes: dict[str, int] = {"passed": 0, "skipped": 0, "failed": 0}
+#: Outcomes of the tests that CI requires, per marker.
+_outcomes: dict[str, dict[str, int]] = {
+    marker: {"passed": 0, "skipped": 0, "failed": 0} for marker in ("slurm", "browser")
+}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if "slurm" not in report.keywords:
-        return
-    if report.when == "call" and report.passed:
-        _slurm_outcomes["passed"] += 1
-    elif report.skipped:
-        _slurm_outcomes["skipped"] += 1
-    elif report.failed:
-        _slurm_outcomes["failed"] += 1
+    for marker, outcomes in _outcomes.items():
+        if marker not in report.keywords:
+            continue
+        if report.when == "call" and report.passed:
+            outcomes["passed"] += 1
+        elif report.skipped:
+            outcomes["skipped"] += 1
+        elif report.failed:
+            outcomes["failed"] += 1
 
 
 def _snapshot(folder: Path) -> dict[str, float]:
@@ -61,15 +69,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "campaigns under tmp_path. Failing the session."
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if not REQUIRE_SLURM or session.config.getoption("collectonly"):
+    if session.config.getoption("collectonly"):
         return
-    if _slurm_outcomes["skipped"] or not _slurm_outcomes["passed"]:
-        print(
-            f"\nSlurm tests are required here (CI or CAMPAIGNS_REQUIRE_SLURM=1) but "
-            f"{_slurm_outcomes['passed']} passed and {_slurm_outcomes['skipped']} were skipped: "
-            "failing the session. Start the cluster with `bash scripts/dev/slurm-cluster.sh up`."
-        )
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    required = (
+        ("slurm", REQUIRE_SLURM, "CAMPAIGNS_REQUIRE_SLURM", "bash scripts/dev/slurm-cluster.sh up"),
+        ("browser", REQUIRE_BROWSER, "CAMPAIGNS_REQUIRE_BROWSER", "bash scripts/dev/browser-deps.sh"),
+    )
+    for marker, needed, variable, remedy in required:
+        outcomes = _outcomes[marker]
+        if needed and (outcomes["skipped"] or not outcomes["passed"]):
+            print(
+                f"\n{marker.capitalize()} tests are required here (CI or {variable}=1) but "
+                f"{outcomes['passed']} passed and {outcomes['skipped']} were skipped: failing "
+                f"the session. Install what they need with `{remedy}`."
+            )
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture
