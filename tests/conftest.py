@@ -72,8 +72,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if session.config.getoption("collectonly"):
         return
     required = (
-        ("slurm", REQUIRE_SLURM, "CAMPAIGNS_REQUIRE_SLURM", "bash scripts/dev/slurm-cluster.sh up"),
-        ("browser", REQUIRE_BROWSER, "CAMPAIGNS_REQUIRE_BROWSER", "bash scripts/dev/browser-deps.sh"),
+        ("slurm", REQUIRE_SLURM, "CAMPAIGNS_REQUIRE_SLURM", "scripts/dev/slurm-cluster.sh up"),
+        ("browser", REQUIRE_BROWSER, "CAMPAIGNS_REQUIRE_BROWSER", "scripts/dev/browser-deps.sh"),
     )
     for marker, needed, variable, remedy in required:
         outcomes = _outcomes[marker]
@@ -81,7 +81,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             print(
                 f"\n{marker.capitalize()} tests are required here (CI or {variable}=1) but "
                 f"{outcomes['passed']} passed and {outcomes['skipped']} were skipped: failing "
-                f"the session. Install what they need with `{remedy}`."
+                f"the session. Install what they need with `bash {remedy}`."
             )
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

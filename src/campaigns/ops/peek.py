@@ -105,11 +105,11 @@ def log_tail(
 
 
 def qa_plots(ctx: Context) -> list[str]:
-    """Names of the PNG plots in qa/summary_plots/, sorted."""
+    """Names of the PNG plots in qa/summary_plots/ that `qa_plot` serves, sorted."""
     folder = ctx.layout.qa_plots
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if _PLOT_NAME.match(p.name) and p.is_file())
+    return sorted(p.name for p in folder.iterdir() if qa_plot(ctx, p.name) is not None)
 
 
 def qa_plot(ctx: Context, name: str) -> Path | None:

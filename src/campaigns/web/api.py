@@ -34,10 +34,15 @@ def _context(request: Request) -> Context:
     return _served(request).ready(request.path_params["campaign"])
 
 
-def _int(request: Request, name: str, default: int | None) -> int | None:
+def _int(request: Request, name: str, default: int) -> int:
+    value = _optional_int(request, name)
+    return default if value is None else value
+
+
+def _optional_int(request: Request, name: str) -> int | None:
     text = request.query_params.get(name)
     if text is None or text == "":
-        return default
+        return None
     try:
         return int(text)
     except ValueError:
@@ -73,7 +78,7 @@ def campaign_status(request: Request) -> JSONResponse:
 
 def campaign_progress(request: Request) -> JSONResponse:
     """Completions over time, throughput and ETA (`?buckets=N`, default 60)."""
-    buckets = _int(request, "buckets", 60) or 60
+    buckets = _int(request, "buckets", 60)
     return _json(progress.progress(_context(request), buckets).to_dict())
 
 
@@ -89,8 +94,8 @@ def campaign_jobs(request: Request) -> JSONResponse:
     page = browse.job_page(
         _context(request),
         query,
-        offset=_int(request, "offset", 0) or 0,
-        limit=_int(request, "limit", 50) or 50,
+        offset=_int(request, "offset", 0),
+        limit=_int(request, "limit", 50),
     )
     return _json(page.to_dict())
 
@@ -108,8 +113,8 @@ def job_log(request: Request) -> JSONResponse:
     tail = peek.log_tail(
         _context(request),
         request.path_params["job"],
-        _int(request, "attempt", None),
-        _int(request, "lines", 200) or 200,
+        _optional_int(request, "attempt"),
+        _int(request, "lines", 200),
     )
     if tail is None:
         raise HTTPException(404, "no log for this job and attempt in the campaign directory")
