@@ -24,6 +24,15 @@ function setText(selector, text) {
   if (node) node.textContent = text === null || text === undefined ? "–" : String(text);
 }
 
+// Redraw a part only when its data changed, so links stay put (and clickable) between polls.
+const drawn = new Map();
+function changed(part, data) {
+  const signature = JSON.stringify(data);
+  if (drawn.get(part) === signature) return false;
+  drawn.set(part, signature);
+  return true;
+}
+
 function fmt(n) { return Number(n).toLocaleString("en-US"); }
 
 function when(iso) {
@@ -96,6 +105,7 @@ function fillBar(bar, counts, total) {
 
 async function refreshIndex() {
   const data = await getJSON("/api/campaigns");
+  if (!changed("index", data)) return;
   const body = $("#campaigns tbody");
   body.replaceChildren();
   for (const c of data.campaigns) {
@@ -225,6 +235,7 @@ function jobsQuery() {
 
 async function refreshJobs() {
   const page = await getJSON(api(`/jobs?${jobsQuery()}`));
+  if (!changed("jobs", page)) return;
   const body = $("#jobs tbody");
   body.replaceChildren();
   if (!page.jobs.length) body.append(el("tr", {}, el("td", { colspan: "7", class: "muted" }, "no jobs match")));
@@ -278,11 +289,11 @@ async function refreshCampaign() {
 }
 
 function startCampaign() {
-  const changed = () => { offset = 0; refreshJobs().catch((e) => showError(e.message)); };
-  $("#filters").addEventListener("change", changed);
-  $("#filters").addEventListener("submit", (event) => { event.preventDefault(); changed(); });
+  const refilter = () => { offset = 0; refreshJobs().catch((e) => showError(e.message)); };
+  $("#filters").addEventListener("change", refilter);
+  $("#filters").addEventListener("submit", (event) => { event.preventDefault(); refilter(); });
   let typing;
-  $("#filters input[name=q]").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(changed, 300); });
+  $("#filters input[name=q]").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(refilter, 300); });
   const turn = (step) => {
     offset = Math.max(0, offset + step);
     refreshJobs().catch((e) => showError(e.message));
@@ -303,7 +314,9 @@ async function refreshJob() {
   const base = `/api/campaigns/${encodeURIComponent(cid)}/jobs/${encodeURIComponent(ref)}`;
   $("#campaign-link").href = `/campaigns/${encodeURIComponent(cid)}`;
   setText("#campaign-link", cid);
-  const { job, attempts } = await getJSON(base);
+  const detail = await getJSON(base);
+  const { job, attempts } = detail;
+  const fresh = changed("job", [detail, chosenAttempt]);
   document.title = `${job.key} · campaigns dashboard`;
   setText("#job-key", job.key);
   const state = $("#job-state");
@@ -321,10 +334,12 @@ async function refreshJob() {
     params.append(el("tr", {}, el("th", {}, name), el("td", { class: "mono" }, JSON.stringify(value))));
   }
   const body = $("#attempts tbody");
-  body.replaceChildren();
-  if (!attempts.length) body.append(el("tr", {}, el("td", { colspan: "9", class: "muted" }, "not submitted yet")));
+  if (fresh) body.replaceChildren();
+  if (fresh && !attempts.length) {
+    body.append(el("tr", {}, el("td", { colspan: "9", class: "muted" }, "not submitted yet")));
+  }
   const shown = chosenAttempt ?? (attempts.length ? attempts[attempts.length - 1].number : null);
-  for (const a of attempts) {
+  for (const a of fresh ? attempts : []) {
     const row = el("tr", { "data-attempt": a.number, class: a.number === shown ? "chosen" : "" },
       el("td", { class: "num" }, a.number),
       el("td", {}, el("span", { class: `state ${a.state}` }, a.state)),
