@@ -33,7 +33,11 @@ function changed(part, data) {
   return true;
 }
 
-function fmt(n) { return Number(n).toLocaleString("en-US"); }
+function fmt(n) {
+  const value = Number(n);
+  const digits = Number.isInteger(value) || Math.abs(value) >= 100 ? 0 : 1;
+  return value.toLocaleString("en-US", { maximumFractionDigits: digits });
+}
 
 function when(iso) {
   if (!iso) return "–";
@@ -89,7 +93,8 @@ function poll(refresh) {
 // A stacked bar, one segment per state, in proportion to its count.
 function fillBar(bar, counts, total) {
   bar.replaceChildren();
-  for (const state of STATES) {
+  // Finished work fills from the left, work still to do stays on the right.
+  for (const state of ["completed", "failed", "cancelled", "running", "queued", "pending"]) {
     const n = counts[state] || 0;
     if (!n || !total) continue;
     const segment = el("span", { class: `seg ${state}`, title: `${state}: ${fmt(n)}` });
