@@ -362,3 +362,11 @@ def test_forty_thousand_jobs_reach_the_browser_a_page_at_a_time(tmp_path: Path) 
     assert "jobs" not in status
     if os.environ.get("CAMPAIGNS_WEB_TIMINGS"):
         print(json.dumps({"page_seconds": seconds}))
+
+
+def test_moments_past_the_last_bucket_count_in_it() -> None:
+    from campaigns.ops.progress import clipped, cumulative
+
+    per_bucket = clipped({-1: 1, 0: 2, 3: 1, 4: 5}, 4)
+    assert per_bucket == {0: 3, 3: 6}
+    assert cumulative(per_bucket, 4) == [3, 3, 3, 9]

@@ -61,6 +61,16 @@ class ProgressReport:
         }
 
 
+def clipped(per_bucket: dict[int, int], n: int) -> dict[int, int]:
+    """`per_bucket` with indices outside 0..n-1 added to the nearest end (the database counts
+    whole seconds, so a moment in the current second may fall one bucket past the last)."""
+    out: dict[int, int] = {}
+    for index, count in per_bucket.items():
+        key = min(max(index, 0), n - 1)
+        out[key] = out.get(key, 0) + count
+    return out
+
+
 def cumulative(per_bucket: dict[int, int], n: int, base: int = 0) -> list[int]:
     """Running totals of `per_bucket` (bucket index -> count) over buckets 0..n-1."""
     out, running = [], base
@@ -86,7 +96,7 @@ def progress(ctx: Context, buckets: int = 60) -> ProgressReport:
     n = max(1, min(buckets, MAX_BUCKETS))
     width = max(1, math.ceil(elapsed / n))
     n = max(1, math.ceil(elapsed / width))
-    ended = store.ended_per_bucket(start, width)
+    ended = {name: clipped(b, n) for name, b in store.ended_per_bucket(start, width).items()}
     # Jobs completed before the first recorded submission (none, unless rows were imported).
     earlier = done - sum(ended["completed"].values())
     completed = cumulative(ended["completed"], n, max(0, earlier))
