@@ -20,7 +20,13 @@ from campaigns.errors import StoreError  # noqa: E402
 from campaigns.store.schema import attempts_table, jobs_table  # noqa: E402
 from campaigns.web.app import create_app  # noqa: E402
 from campaigns.web.served import Served  # noqa: E402
-from web_helpers import cli, run_until_done, status_json, write_campaign  # noqa: E402
+from web_helpers import (  # noqa: E402
+    cli,
+    forty_thousand_jobs,
+    run_until_done,
+    status_json,
+    write_campaign,
+)
 
 
 @pytest.fixture(scope="module")
@@ -333,22 +339,7 @@ def test_serve_refuses_bad_input_with_exit_2(
 
 
 def test_forty_thousand_jobs_reach_the_browser_a_page_at_a_time(tmp_path: Path) -> None:
-    big = tmp_path / "big.yaml"
-    big.write_text(
-        'campaign: {name: "Big", version: "b1", machine: local}\n'
-        "parameters: {realization: {range: [0, 20000]}, redshift: [1.0, 2.0]}\n"
-        'job: {command: "true", output: "r{realization:05d}_z{redshift:.1f}.txt"}\n'
-    )
-    root = tmp_path / "runs"
-    cli("init", str(big), "--root", str(root))
-    db = sa.create_engine(f"sqlite:///{root / 'b1_big' / 'metadata' / 'campaign.db'}")
-    with db.begin() as conn:
-        conn.execute(
-            jobs_table.update()
-            .where(jobs_table.c.id % 2 == 0)
-            .values(state="failed", attempts=1, failure_class="timeout", error="time limit")
-        )
-    db.dispose()
+    big, root = forty_thousand_jobs(tmp_path, error="time limit")
     client = client_for(big, root)
     started = time.perf_counter()
     answer = client.get("/api/campaigns/b1_big/jobs", params={"state": "failed", "offset": 19950})

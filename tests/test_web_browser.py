@@ -9,14 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from campaigns.core.states import ALL_STATES
 from campaigns.ops.manager import CampaignManager
-from campaigns.store.schema import jobs_table
 from campaigns.web.app import create_app
 from campaigns.web.served import Served
-from web_helpers import browser, cli, live_server, wait_for, write_campaign
+from web_helpers import (
+    browser,
+    cli,
+    forty_thousand_jobs,
+    live_server,
+    wait_for,
+    write_campaign,
+)
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser"]  # the fixture, used by name
@@ -121,22 +126,7 @@ def test_pages_show_the_store_live_while_a_local_campaign_runs(
 
 
 def test_forty_thousand_jobs_page_by_page_and_texts_stay_text(browser: Any, tmp_path: Path) -> None:
-    big = tmp_path / "big.yaml"
-    big.write_text(
-        'campaign: {name: "Big", version: "b1", machine: local}\n'
-        "parameters: {realization: {range: [0, 20000]}, redshift: [1.0, 2.0]}\n"
-        'job: {command: "true", output: "r{realization:05d}_z{redshift:.1f}.txt"}\n'
-    )
-    root = tmp_path / "runs"
-    cli("init", str(big), "--root", str(root))
-    db = sa.create_engine(f"sqlite:///{root / 'b1_big' / 'metadata' / 'campaign.db'}")
-    with db.begin() as conn:
-        conn.execute(
-            jobs_table.update()
-            .where(jobs_table.c.id % 2 == 0)
-            .values(state="failed", attempts=1, failure_class="timeout", error=XSS)
-        )
-    db.dispose()
+    big, root = forty_thousand_jobs(tmp_path, error=XSS)
     served = Served.from_files([big], root=str(root), poll_seconds=60)
     context = browser.new_context()
     page = context.new_page()

@@ -51,6 +51,31 @@ def write_campaign(folder: Path, n: int = 6, bad: int = 2, nap: float = 0.0) -> 
     return path
 
 
+def forty_thousand_jobs(folder: Path, error: str) -> tuple[Path, Path]:
+    """(config, root) of an initialised 40,000-job campaign `b1_big` whose even-numbered jobs
+    failed with a timeout and `error`: the reference size, made in about a second."""
+    import sqlalchemy as sa
+
+    from campaigns.store.schema import jobs_table
+
+    config, root = folder / "big.yaml", folder / "runs"
+    config.write_text(
+        'campaign: {name: "Big", version: "b1", machine: local}\n'
+        "parameters: {realization: {range: [0, 20000]}, redshift: [1.0, 2.0]}\n"
+        'job: {command: "true", output: "r{realization:05d}_z{redshift:.1f}.txt"}\n'
+    )
+    cli("init", str(config), "--root", str(root))
+    db = sa.create_engine(f"sqlite:///{root / 'b1_big' / 'metadata' / 'campaign.db'}")
+    with db.begin() as conn:
+        conn.execute(
+            jobs_table.update()
+            .where(jobs_table.c.id % 2 == 0)
+            .values(state="failed", attempts=1, failure_class="timeout", error=error)
+        )
+    db.dispose()
+    return config, root
+
+
 def cli(*argv: str) -> None:
     """Run one command; fail the test when it does not exit 0."""
     code = main(list(argv))

@@ -48,6 +48,17 @@ class JobQuery:
     search: str | None = None  # a substring of the job key
 
 
+def _used() -> Any:
+    return (_jobs.c.attempts - _jobs.c.attempts_base).label("attempts_used")
+
+
+def _job_rows() -> Any:
+    """SELECT a job's page columns with `attempts_used` and its group's `max_retries`."""
+    return sa.select(
+        *[_jobs.c[c] for c in PAGE_COLUMNS], _used(), _groups.c.max_retries
+    ).select_from(_jobs.join(_groups, _groups.c.id == _jobs.c.group_id))
+
+
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -59,8 +70,7 @@ class Pages(Database):
         self, query: JobQuery, now: datetime, *, offset: int = 0, limit: int = 50
     ) -> tuple[int, list[dict[str, Any]]]:
         """The jobs matching `query`, in campaign order: (how many match, rows offset..+limit)."""
-        used = (_jobs.c.attempts - _jobs.c.attempts_base).label("attempts_used")
-        exhausted = sa.or_(used >= _groups.c.max_retries + 1, _jobs.c.next_retry_at.is_(None))
+        exhausted = sa.or_(_used() >= _groups.c.max_retries + 1, _jobs.c.next_retry_at.is_(None))
         conditions: list[Any] = []
         if query.states is not None:
             conditions.append(_jobs.c.state.in_(list(query.states)))
@@ -79,26 +89,15 @@ class Pages(Database):
         joined = _jobs.join(_groups, _groups.c.id == _jobs.c.group_id)
         where = sa.and_(sa.true(), *conditions)
         count = sa.select(sa.func.count()).select_from(joined).where(where)
-        rows = (
-            sa.select(*[_jobs.c[c] for c in PAGE_COLUMNS], used, _groups.c.max_retries)
-            .select_from(joined)
-            .where(where)
-            .order_by(_jobs.c.id)
-            .offset(offset)
-            .limit(limit)
-        )
+        rows = _job_rows().where(where).order_by(_jobs.c.id).offset(offset).limit(limit)
         with self.reading() as conn:
             total = int(conn.execute(count).scalar_one())
             return total, [dict(r) for r in conn.execute(rows).mappings()]
 
     def job_by_reference(self, reference: str) -> dict[str, Any] | None:
         """One job by its key or uid (with `attempts_used` and `max_retries`), or None."""
-        used = (_jobs.c.attempts - _jobs.c.attempts_base).label("attempts_used")
         query = (
-            sa.select(*[_jobs.c[c] for c in PAGE_COLUMNS], used, _groups.c.max_retries)
-            .select_from(_jobs.join(_groups, _groups.c.id == _jobs.c.group_id))
-            .where(sa.or_(_jobs.c.uid == reference, _jobs.c.key == reference))
-            .limit(1)
+            _job_rows().where(sa.or_(_jobs.c.uid == reference, _jobs.c.key == reference)).limit(1)
         )
         with self.reading() as conn:
             row = conn.execute(query).mappings().first()
