@@ -56,9 +56,12 @@ def test_pages_show_the_store_live_while_a_local_campaign_runs(
     served = Served.from_files([config, later], root=str(root), poll_seconds=0.3)
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     navigations: list[str] = []
+    script_errors: list[str] = []
     with live_server(create_app(served)) as base:
         campaign_page, index_page = context.new_page(), context.new_page()
         campaign_page.on("framenavigated", lambda frame: navigations.append(frame.url))
+        for watched in (campaign_page, index_page):
+            watched.on("pageerror", lambda error: script_errors.append(str(error)))
         campaign_page.goto(f"{base}/campaigns/{CID}")
         index_page.goto(f"{base}/")
         cli("submit", str(config), "--root", str(root), "--backend", "local")
@@ -113,16 +116,19 @@ def test_pages_show_the_store_live_while_a_local_campaign_runs(
         assert campaign_page.locator("#bar-label").inner_text().startswith("14 of 16 jobs")
         assert campaign_page.locator("#range").inner_text() == "1–2 of 2"
         assert campaign_page.locator("#chart polyline.completed").count() == 1
-        assert campaign_page.locator("#remaining").inner_text() == "1 jobs"
+        assert campaign_page.locator("#remaining").inner_text() == "1 job"
         # A job: its attempt and the tail of its own log section.
         campaign_page.locator("#jobs tbody a", has_text="realization=2,redshift=2.0").click()
         campaign_page.wait_for_url(f"{base}/campaigns/{CID}/jobs/*")
         wait_for(lambda: "boom 2" in campaign_page.locator("#log").inner_text(), what="the log")
         assert campaign_page.locator("#job-state").inner_text() == "failed"
+        redshift = campaign_page.locator("#params tr", has_text="redshift").locator("td")
+        assert redshift.inner_text() == "2.0"
         assert campaign_page.locator("#attempts tbody tr[data-attempt]").count() == 1
         assert "this job's section" in campaign_page.locator("#log-meta").inner_text()
         assert "realization=2,redshift=1.0" not in campaign_page.locator("#log").inner_text()
     context.close()
+    assert not script_errors, script_errors
 
 
 def test_forty_thousand_jobs_page_by_page_and_texts_stay_text(browser: Any, tmp_path: Path) -> None:
@@ -138,6 +144,8 @@ def test_forty_thousand_jobs_page_by_page_and_texts_stay_text(browser: Any, tmp_
             answers.append((response.url, len(body), len(json.loads(body)["jobs"])))
 
     page.on("response", record)
+    script_errors: list[str] = []
+    page.on("pageerror", lambda error: script_errors.append(str(error)))
     with live_server(create_app(served)) as base:
         started = time.perf_counter()
         page.goto(f"{base}/campaigns/b1_big")
@@ -157,6 +165,7 @@ def test_forty_thousand_jobs_page_by_page_and_texts_stay_text(browser: Any, tmp_
         tiles = shown_counts(page, "#tiles")
         assert tiles["failed"] == 20000 and tiles["pending"] == 20000
     context.close()
+    assert not script_errors, script_errors
     assert answers and max(n for _, _, n in answers) <= 50
     assert sum(size for _, size, _ in answers) < 200_000, answers
     assert first_page_seconds < 10

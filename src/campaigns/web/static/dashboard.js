@@ -221,7 +221,7 @@ function fillProgress(p) {
   drawChart(p);
   setText("#throughput", p.throughput_per_hour === null ? "–" :
     `${fmt(p.throughput_per_hour)} jobs/hour (last ${duration(p.window_seconds / 3600)})`);
-  setText("#remaining", `${fmt(p.remaining)} jobs`);
+  setText("#remaining", `${fmt(p.remaining)} job${p.remaining === 1 ? "" : "s"}`);
   let eta = "–";
   if (p.remaining === 0) eta = "nothing left to run";
   else if (p.eta) eta = `${when(p.eta)} (in ${duration((new Date(p.eta) - new Date(p.now)) / 3.6e6)})`;
@@ -335,8 +335,13 @@ async function refreshJob() {
   setText("#job-error", job.error || "–");
   const params = $("#params tbody");
   params.replaceChildren();
-  for (const [name, value] of Object.entries(job.params)) {
-    params.append(el("tr", {}, el("th", {}, name), el("td", { class: "mono" }, JSON.stringify(value))));
+  // The key spells values as the campaign file does (1.0 stays 1.0, where JSON says 1).
+  const names = Object.keys(job.params);
+  const pieces = job.key.split(",").map((piece) => piece.split("="));
+  const spelled = pieces.length === names.length ? Object.fromEntries(pieces) : {};
+  for (const name of names) {
+    const text = spelled[name] ?? JSON.stringify(job.params[name]);
+    params.append(el("tr", {}, el("th", {}, name), el("td", { class: "mono" }, text)));
   }
   const body = $("#attempts tbody");
   if (fresh) body.replaceChildren();
