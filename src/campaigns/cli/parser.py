@@ -22,6 +22,7 @@ examples:
   run-campaign monitor  config/examples/test_campaign.yaml
   run-campaign status   config/examples/test_campaign.yaml --json
   run-campaign retry    config/examples/test_campaign.yaml --submit
+  run-campaign serve    config/examples/test_campaign.yaml     # a read-only web dashboard
 
 exit codes: 0 success, 2 bad input (nothing changed), 1 operational failure
 """
