@@ -130,7 +130,8 @@ def live_server(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
 
 def chromium_path() -> str | None:
     """The distribution's Chromium (CAMPAIGNS_CHROMIUM overrides), if installed."""
-    return os.environ.get("CAMPAIGNS_CHROMIUM") or shutil.which("chromium")
+    chosen = os.environ.get("CAMPAIGNS_CHROMIUM") or shutil.which("chromium")
+    return chosen if chosen and os.access(chosen, os.X_OK) else None
 
 
 @pytest.fixture(scope="session")
