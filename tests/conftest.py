@@ -9,6 +9,10 @@ PostgreSQL tests (`@pytest.mark.postgres`, and the `postgresql` half of every te
 that takes the `db_url` or `database` fixture) run against the real server of
 `scripts/dev/postgres.sh up`, the same way: skipped without it, required (a skip
 fails the session) when CI is set or CAMPAIGNS_REQUIRE_POSTGRES=1.
+
+Browser tests (`@pytest.mark.browser`) drive a real headless Chromium
+(`scripts/dev/browser-deps.sh` installs it); the same rule holds for them with
+CAMPAIGNS_REQUIRE_BROWSER=1.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from pg_helpers import REQUIRE_POSTGRES, fresh_schema, password
 from slurm_helpers import Cluster, require_slurm, scancel_campaign
 
 REQUIRE_SLURM = os.environ.get("CAMPAIGNS_REQUIRE_SLURM") == "1" or bool(os.environ.get("CI"))
+REQUIRE_BROWSER = os.environ.get("CAMPAIGNS_REQUIRE_BROWSER") == "1" or bool(os.environ.get("CI"))
 #: The repository's own campaign folder, where the README's quickstart leaves its example.
 REPO_CAMPAIGNS = Path(__file__).resolve().parents[1] / "campaigns"
+#: Outcomes of the tests that CI requires, per marker.
 _outcomes: dict[str, dict[str, int]] = {
-    marker: {"passed": 0, "skipped": 0, "failed": 0} for marker in ("slurm", "postgres")
+    marker: {"passed": 0, "skipped": 0, "failed": 0} for marker in ("slurm", "postgres", "browser")
 }
 
 
@@ -77,6 +83,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     required = {
         "slurm": (REQUIRE_SLURM, "CAMPAIGNS_REQUIRE_SLURM", "scripts/dev/slurm-cluster.sh up"),
         "postgres": (REQUIRE_POSTGRES, "CAMPAIGNS_REQUIRE_POSTGRES", "scripts/dev/postgres.sh up"),
+        "browser": (REQUIRE_BROWSER, "CAMPAIGNS_REQUIRE_BROWSER", "scripts/dev/browser-deps.sh"),
     }
     for marker, (needed, variable, start) in required.items():
         outcomes = _outcomes[marker]
@@ -86,7 +93,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             print(
                 f"\n{marker} tests are required here (CI or {variable}=1) but "
                 f"{outcomes['passed']} passed and {outcomes['skipped']} were skipped: failing "
-                f"the session. Start the service with `bash {start}`."
+                f"the session. Make them runnable with `bash {start}`."
             )
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

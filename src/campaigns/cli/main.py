@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import importlib
 import json
 import sys
 import traceback
@@ -292,6 +293,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The dashboard, reached by name: the web layer and the CLI are independent entry points.
+SERVE = "campaigns.web.server:serve"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    module, name = SERVE.split(":")
+    serve: Callable[..., int] = getattr(importlib.import_module(module), name)
+    return serve(
+        args.config,
+        root=args.root,
+        db_url=args.db_url,
+        host=args.host,
+        port=args.port,
+        poll_seconds=args.poll,
+    )
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate,
     "init": cmd_init,
@@ -307,6 +325,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "db copy": cmd_db_copy,
     "campaigns": cmd_campaigns,
     "export": cmd_export,
+    "serve": cmd_serve,
 }
 
 

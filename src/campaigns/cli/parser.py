@@ -3,7 +3,8 @@
 Every command is one entry of `COMMANDS`: what it does, an example, and its options
 (besides CONFIG, --root, --db-url and --debug, which all take; the commands about a
 whole database, in `DATABASE_WIDE`, take no CONFIG and no --root). A name with a space
-(`db upgrade`) is a subcommand of its first word.
+(`db upgrade`) is a subcommand of its first word. Commands in `SEVERAL_CONFIGS` take one
+CONFIG or more.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ examples:
   run-campaign status   config/examples/test_campaign.yaml --json
   run-campaign retry    config/examples/test_campaign.yaml --submit
   run-campaign campaigns --db-url postgresql+psycopg://me@dbhost/runs
+  run-campaign serve    config/examples/test_campaign.yaml     # a read-only web dashboard
 
 exit codes: 0 success, 1 operational failure, 2 bad input (nothing changed),
             3 the campaign ended incomplete, 4 not finished (status --check, monitor, qa)
@@ -54,6 +56,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be between 0 and 65535 (0: any free port)")
     return value
 
 
@@ -295,11 +304,34 @@ COMMANDS: dict[str, tuple[str, str, Callable[[], list[Option]]]] = {
             flag("--all", help="every job of every campaign in the database"),
         ],
     ),
+    "serve": (
+        "serve a read-only web dashboard of one or more campaigns (needs the web extra: "
+        "pip install 'campaigns[web]')",
+        "config/examples/test_campaign.yaml --port 8000",
+        lambda: [
+            value(
+                "--host",
+                default="127.0.0.1",
+                help="address to listen on (default 127.0.0.1; any other address requires "
+                "a token on every request: $CAMPAIGNS_WEB_TOKEN, else one printed at start)",
+            ),
+            value("--port", type=_port, default=8000, help="port (default 8000; 0: any free)"),
+            value(
+                "--poll",
+                type=_positive_float,
+                default=5.0,
+                metavar="S",
+                help="seconds between the pages' refreshes (default 5)",
+            ),
+        ],
+    ),
 }
 
 #: Commands about a whole database rather than one campaign: no CONFIG of their own (export's
 #: is optional), and `campaigns` no --root.
 DATABASE_WIDE = {"campaigns", "export"}
+#: Commands whose CONFIG may be given several times.
+SEVERAL_CONFIGS = {"serve"}
 
 #: Options every command takes.
 COMMON: list[Option] = [
@@ -358,7 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
         common = COMMON
         if name == "campaigns":
             common = [o for o in COMMON if o[0] != ("--root",)]
-        if name not in DATABASE_WIDE:
+        if name in SEVERAL_CONFIGS:
+            command.add_argument("config", metavar="CONFIG", nargs="+", help="campaign YAML files")
+        elif name not in DATABASE_WIDE:
             command.add_argument("config", metavar="CONFIG", help="the campaign YAML file")
         for names, settings in [*options(), *common]:
             command.add_argument(*names, **settings)

@@ -54,13 +54,15 @@ class Context:
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
         schedulers: Mapping[str, Scheduler] | None = None,
+        read_only: bool = False,
     ) -> None:
         """Read, validate and locate the campaign: the files are parsed exactly once.
 
         `root` puts the campaign directory under it (instead of `outputs.base_path`),
         `db_url` chooses another database (`ops.location` says which is the default);
         `clock`, `rng` and `schedulers` (backend name -> instance) replace the real ones,
-        for tests and embedding.
+        for tests and embedding. `read_only` opens the store so that nothing can be written
+        (the web dashboard's view).
         """
         self.config_path = Path(config)
         campaign, machine = read_documents(self.config_path)
@@ -74,6 +76,7 @@ class Context:
         self._schedulers: dict[str, Scheduler] = dict(schedulers or {})
         self._expansion: Expansion | None = None
         self._store: Store | None = None
+        self.read_only = read_only
 
     @property
     def policy(self) -> RetryPolicy:
@@ -105,7 +108,7 @@ class Context:
 
     def open_store(self) -> Store:
         """A new connection to the campaign's database (the campaign found by its slug)."""
-        return Store(self.db_url, slug=self.spec.slug)
+        return Store(self.db_url, slug=self.spec.slug, read_only=self.read_only)
 
     def backend(self, requested: str | None = None) -> str:
         """--backend, else `execution.backend`, else the machine's, else `auto`; resolved."""

@@ -4,7 +4,9 @@ SQLite (WAL, busy timeout) in `metadata/campaign.db` by default; PostgreSQL thro
 psycopg 3 (`pip install 'campaigns[postgres]'`). Every change is one transaction.
 Database errors become `StoreError` (exit 1: the database failed or cannot be reached)
 or `InputError` (exit 2: a bad URL, a missing driver, wrong credentials, no such
-database); messages show the URL with its password masked.
+database); messages show the URL with its password masked. A store opened `read_only`
+(the web dashboard's) cannot write: SQLite is opened with `mode=ro`, other databases run
+every transaction as `READ ONLY`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -44,19 +47,38 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_readonly_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    dbapi_connection.execute("PRAGMA busy_timeout=30000")
+
+
 def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN")
+
+
+def _readonly_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+
+def read_only_url(url: str) -> str:
+    """A SQLite URL opened read-only (`mode=ro`); other URLs unchanged."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return url
+    path = quote(str(Path(parsed.database).absolute()))
+    return f"sqlite:///file:{path}?mode=ro&uri=true"
 
 
 class Database:
     """A runs database and, once known, the one campaign (by slug) this object works on."""
 
-    def __init__(self, url: str, slug: str | None = None) -> None:
+    def __init__(self, url: str, slug: str | None = None, *, read_only: bool = False) -> None:
         self.url = url
         self.shown = urls.shown(url)
         self.slug = slug
+        self.read_only = read_only
         self._cid: int | None = None
-        parsed = urls.parse(url)
+        parsed = urls.parse(read_only_url(url) if read_only else url)
         options: dict[str, Any] = {}
         if parsed.get_backend_name() == "postgresql":
             options["connect_args"] = {"connect_timeout": 10}
@@ -74,8 +96,11 @@ class Database:
                 "postgresql+psycopg:// URL."
             ) from None
         if self.engine.dialect.name == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            pragmas = _sqlite_readonly_pragmas if read_only else _sqlite_pragmas
+            sa.event.listen(self.engine, "connect", pragmas)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
+        elif read_only:
+            sa.event.listen(self.engine, "begin", _readonly_begin)
 
     @property
     def is_server(self) -> bool:
