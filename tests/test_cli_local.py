@@ -16,16 +16,15 @@ from pathlib import Path
 import h5py
 import pytest
 
+from axes import campaign_head
 from campaigns.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "config" / "examples" / "test_campaign.yaml"
 
-SMALL = """\
-campaign: {{name: "Local e2e", version: "t1", machine: local}}
-parameters:
-  realization: {{range: [0, {n}]}}
-  redshift: [1.0, 2.0]
+SMALL = (
+    campaign_head("Local e2e", "t1")
+    + """\
 job:
   command: {command}
   output: "r{{realization:04d}}/out_z{{redshift:.1f}}.txt"
@@ -34,6 +33,7 @@ execution:
   max_retries: 2
   retry_backoff: {{base_seconds: 1, factor: 2, max_seconds: 5, jitter: 0.1}}
 """
+)
 ECHO = '"echo {realization} {redshift} > {output}"'
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from axes import campaign_head
 from campaigns.cli import main
 from campaigns.core.spec import QARules
 from campaigns.errors import InputError
@@ -31,11 +32,9 @@ from campaigns.qa.plots import FILES
 from campaigns.qa.pool import check_outputs
 from campaigns.qa.report import COLUMNS
 
-CAMPAIGN = """\
-campaign: {{name: "QA test", version: "q1", machine: local}}
-parameters:
-  realization: {{range: [0, {n}]}}
-  redshift: [1.0, 2.0]
+CAMPAIGN = (
+    campaign_head("QA test", "q1")
+    + """\
 job:
   command: >-
     python -m campaigns.examples.mock --seed {{realization}} --redshift {{redshift}}
@@ -51,6 +50,7 @@ qa:
   finite_datasets: [galaxies/x, galaxies/y, galaxies/z, galaxies/mass]
   required_attributes: [seed, redshift]
 """
+)
 RULES = QARules(
     required_datasets=("galaxies/x", "galaxies/mass"),
     min_rows=3,

@@ -14,13 +14,12 @@ from typing import Any
 
 import pytest
 
+from axes import campaign_head
 from campaigns.cli import main
 
-CAMPAIGN = """\
-campaign: {{name: "Web test", version: "w1", machine: local}}
-parameters:
-  realization: {{range: [0, {n}]}}
-  redshift: [1.0, 2.0]
+CAMPAIGN = (
+    campaign_head("Web test", "w1")
+    + """\
 job:
   command: 'if [ {{realization}} -eq {bad} ]; then echo "boom {{realization}}" >&2; exit 3; fi;
     sleep {nap}; echo "done {{realization}}"; echo {{realization}} > {{output}}'
@@ -33,6 +32,7 @@ overrides:
   - match: {{redshift: 2.0}}
     execution: {{max_retries: 0}}
 """
+)
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",

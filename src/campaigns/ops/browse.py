@@ -71,23 +71,19 @@ def job_view(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
             row["attempts_used"], row["max_retries"], row["next_retry_at"], now
         )
     return {
-        "key": row["key"],
-        "uid": row["uid"],
+        **_pick(row, "key uid"),
         "params": json.loads(row["params"]),
-        "state": row["state"],
-        "attempts": row["attempts"],
-        "attempts_used": row["attempts_used"],
+        **_pick(row, "state attempts attempts_used"),
         "max_attempts": limit,
         "standing": standing,
-        "next_retry_at": iso(row["next_retry_at"]),
-        "scheduler_id": row["scheduler_id"],
-        "output": row["output"],
-        "failure_class": row["failure_class"],
-        "exit_code": row["exit_code"],
-        "error": row["error"],
-        "started_at": iso(row["started_at"]),
-        "ended_at": iso(row["ended_at"]),
+        **_pick(row, "next_retry_at scheduler_id output failure_class exit_code error"),
+        **_pick(row, "started_at ended_at"),
     }
+
+
+def _pick(row: Mapping[str, Any], names: str) -> dict[str, Any]:
+    """These fields of a row, moments as ISO-8601 text."""
+    return {n: iso(row[n]) if isinstance(row[n], datetime) else row[n] for n in names.split()}
 
 
 def job_page(ctx: Context, query: JobQuery, *, offset: int = 0, limit: int = 50) -> JobPage:
@@ -109,17 +105,8 @@ def job_detail(ctx: Context, reference: str) -> dict[str, Any] | None:
         return None
     attempts = [
         {
-            "number": a["number"],
-            "state": a["state"],
-            "scheduler_id": a["scheduler_id"],
-            "node": a["node"],
-            "exit_code": a["exit_code"],
-            "failure_class": a["failure_class"],
-            "error": a["error"],
-            "started_at": iso(a["started_at"]),
-            "ended_at": iso(a["ended_at"]),
-            "time_minutes": a["time_minutes"],
-            "memory_mb": a["memory_mb"],
+            **_pick(a, "number state scheduler_id node exit_code failure_class error"),
+            **_pick(a, "started_at ended_at time_minutes memory_mb"),
             "log": relative(ctx, a["log_path"]),
         }
         for a in store.attempts([row["id"]])

@@ -31,28 +31,20 @@ class Reads(Database):
         with self.reading() as conn:
             return revision(conn)
 
+    def _own(self, table: sa.Table, key: str = "campaign_id") -> list[dict[str, Any]]:
+        """The rows of `table` that belong to this campaign."""
+        with self.reading() as conn:
+            query = sa.select(table).where(table.c[key] == self.cid)
+            return [dict(r) for r in conn.execute(query).mappings()]
+
     def campaign(self) -> dict[str, Any]:
         """The campaign's row."""
-        with self.reading() as conn:
-            row = (
-                conn.execute(
-                    sa.select(db.campaigns_table).where(db.campaigns_table.c.id == self.cid)
-                )
-                .mappings()
-                .one()
-            )
-        return dict(row)
+        (row,) = self._own(db.campaigns_table, "id")
+        return row
 
     def groups(self) -> dict[int, dict[str, Any]]:
         """Job groups by id, resources decoded."""
-        with self.reading() as conn:
-            rows = (
-                conn.execute(
-                    sa.select(db.groups_table).where(db.groups_table.c.campaign_id == self.cid)
-                )
-                .mappings()
-                .all()
-            )
+        rows = self._own(db.groups_table)
         return {
             r["id"]: {"resources": json.loads(r["resources"]), "max_retries": r["max_retries"]}
             for r in rows
@@ -209,16 +201,19 @@ class Reads(Database):
             rows = [dict(r) for r in conn.execute(query).mappings()]
         return rows[::-1]
 
-    def log_paths(self, job_ids: Sequence[int] | None) -> dict[int, str]:
-        """The log of each job's latest attempt."""
-        latest = (
-            sa.select(
-                db.attempts_table.c.job_id, sa.func.max(db.attempts_table.c.number).label("n")
-            )
-            .where(db.attempts_table.c.campaign_id == self.cid)
-            .group_by(db.attempts_table.c.job_id)
+    def _latest_attempts(self) -> Any:
+        """A subquery: each job's latest attempt number (`job_id`, `n`)."""
+        attempts = db.attempts_table
+        return (
+            sa.select(attempts.c.job_id, sa.func.max(attempts.c.number).label("n"))
+            .where(attempts.c.campaign_id == self.cid)
+            .group_by(attempts.c.job_id)
             .subquery()
         )
+
+    def log_paths(self, job_ids: Sequence[int] | None) -> dict[int, str]:
+        """The log of each job's latest attempt."""
+        latest = self._latest_attempts()
         query = sa.select(db.attempts_table.c.job_id, db.attempts_table.c.log_path).join(
             latest,
             sa.and_(
@@ -238,14 +233,7 @@ class Reads(Database):
 
     def qa_targets(self) -> list[dict[str, Any]]:
         """Completed jobs with their latest attempt's number and manifest path, in job order."""
-        latest = (
-            sa.select(
-                db.attempts_table.c.job_id, sa.func.max(db.attempts_table.c.number).label("n")
-            )
-            .where(db.attempts_table.c.campaign_id == self.cid)
-            .group_by(db.attempts_table.c.job_id)
-            .subquery()
-        )
+        latest = self._latest_attempts()
         query = (
             sa.select(
                 db.jobs_table.c.id,
