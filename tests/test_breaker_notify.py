@@ -83,7 +83,7 @@ def test_failures_open_the_breaker_and_stop_submission(
     # The user fixed the cause: resume closes it and submits the due retries.
     assert main(["retry", *args]) == 0
     capsys.readouterr()
-    assert main(["submit", *args, "--resume", "--json"]) == 0
+    assert main(["submit", *args, "--resume", "--backend", "fake", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["submitted_jobs"] == 6
     fake().run()  # the commands were fixed: they run as written now
     capsys.readouterr()
