@@ -59,16 +59,9 @@ class Selection:
         """True when nothing narrows the jobs down."""
         return not (self.states or self.classes or self.matches)
 
-    def admits(
-        self, state: str, failure_class: str | None, params: Mapping[str, ParamValue]
-    ) -> bool:
-        """True when a job with these facts is selected."""
-        if self.states and JobState(state) not in self.states:
-            return False
-        if self.classes and (
-            failure_class is None or FailureClass(failure_class) not in self.classes
-        ):
-            return False
+    def admits(self, params: Mapping[str, ParamValue]) -> bool:
+        """True when a job's parameters pass every `--match` (its state and failure class
+        are for the store's query to filter)."""
         return all(m.name in params and m.admits(params[m.name]) for m in self.matches)
 
     def describe(self) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from campaigns.core.times import iso, parse_iso
-from campaigns.errors import InputError, LockedError
+from campaigns.errors import LockedError
 from campaigns.node.files import write_atomic
 from campaigns.ops import monitor
 from campaigns.ops.context import Context
@@ -142,7 +142,7 @@ def tick(ctx: Context, backend: str | None = None) -> bool:
 def stop(ctx: Context, reason: str = "stopped by the user") -> AutopilotReport:
     """Remove the recurring tick (a tick running now may still finish)."""
     state = _state(ctx)
-    job = tick_job(ctx, float(state.get("interval") or DEFAULT_INTERVAL), state.get("prefer"))
+    job = _installed(ctx, state)
     job.folder.mkdir(parents=True, exist_ok=True)
     job.stop_file.touch()
     if state.get("backend"):
@@ -154,9 +154,9 @@ def stop(ctx: Context, reason: str = "stopped by the user") -> AutopilotReport:
 def status(ctx: Context) -> AutopilotReport:
     """Installed or not, how, and what the last tick did."""
     state = _state(ctx)
+    job = _installed(ctx, state)
     active = False
-    if state.get("backend") and not (folder(ctx) / "stop").exists():
-        job = tick_job(ctx, float(state.get("interval") or DEFAULT_INTERVAL), state.get("prefer"))
+    if state.get("backend") and not job.stop_file.exists():
         active = ctx.scheduler(str(state["backend"])).autopilot().active(job)
     try:
         lines = log_file(ctx).read_text(encoding="utf-8").splitlines()
@@ -176,12 +176,14 @@ def status(ctx: Context) -> AutopilotReport:
     )
 
 
+def _installed(ctx: Context, state: dict[str, Any]) -> TickJob:
+    """The tick as `start` installed it (from its recorded state)."""
+    return tick_job(ctx, float(state.get("interval") or DEFAULT_INTERVAL), state.get("prefer"))
+
+
 def _state(ctx: Context) -> dict[str, Any]:
-    if not ctx.initialised():
-        raise InputError(
-            f"campaign not initialised: {ctx.layout.root} does not exist. "
-            f"Run `init {ctx.config_path}` first."
-        )
+    """What `start` recorded (empty when it never ran)."""
+    ctx.store  # noqa: B018 -- InputError naming `init` when the campaign does not exist
     try:
         data = json.loads((folder(ctx) / "state.json").read_text())
     except (OSError, ValueError):

@@ -25,13 +25,11 @@ def selected(
     """Store rows of every job the selection picks, in campaign order (its limit ignored)."""
     states = sorted(s.value for s in selection.states) or None
     classes = sorted(c.value for c in selection.classes) or None
-    wanted = list(dict.fromkeys([*(columns or COLUMNS), "params", "state", "failure_class"]))
+    wanted = list(dict.fromkeys([*(columns or COLUMNS), "params"]))
     rows = ctx.store.jobs(states=states, failure_classes=classes, columns=wanted)
     if not selection.matches:
         return rows
-    return [
-        r for r in rows if selection.admits(r["state"], r["failure_class"], json.loads(r["params"]))
-    ]
+    return [r for r in rows if selection.admits(json.loads(r["params"]))]
 
 
 def job_rows(ctx: Context, selection: Selection) -> tuple[list[JobRow], int]:

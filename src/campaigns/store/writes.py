@@ -84,7 +84,6 @@ class Writes(Database):
         """
         if not job_ids:
             return
-        wanted = set(job_ids)
         campaign = self.cid
         with self.transaction() as conn:
             values: dict[str, Any] = {"next_retry_at": None}
@@ -92,16 +91,16 @@ class Writes(Database):
                 values.update(
                     failure_class=None, error=None, exit_code=None, time_scale=1.0, memory_scale=1.0
                 )
-            attempts = conn.execute(
-                sa.select(jobs_table.c.id, jobs_table.c.attempts).where(
-                    jobs_table.c.campaign_id == campaign
+            rows = [{"id": job_id, **values} for job_id in job_ids]
+            if clear_attempts:  # the new budget starts at the attempts made so far
+                made = dict(
+                    conn.execute(
+                        sa.select(jobs_table.c.id, jobs_table.c.attempts).where(
+                            jobs_table.c.campaign_id == campaign
+                        )
+                    ).all()
                 )
-            ).all()
-            rows = [
-                {"id": job_id, **values, **({"attempts_base": n} if clear_attempts else {})}
-                for job_id, n in attempts
-                if job_id in wanted
-            ]
+                rows = [{**r, "attempts_base": made[r["id"]]} for r in rows if r["id"] in made]
             transition(conn, rows, campaign=campaign, old=old, new=JobState.PENDING, now=now)
             kind = "reset" if clear_attempts else "retry"
             event(conn, campaign, now, kind, f"{len(job_ids)} jobs back to pending")
