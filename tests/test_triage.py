@@ -88,7 +88,7 @@ def test_bulk_reset_of_exhausted_and_cancelled_jobs(
     text = out_of(
         ["retry", *args, "--reset", "--state", "failed", "--match", "realization=..2"], capsys
     )
-    assert "reset 3 failed jobs to pending" in text
+    assert "started 3 jobs over (pending, fresh attempt budget)" in text
     report = json.loads(out_of(["status", *args, "--json"], capsys))
     assert report["counts"]["pending"] == 3 and report["counts"]["failed"] == 3
     # Cancel what runs, then `submit` says how to resume the cancelled jobs.
@@ -99,7 +99,7 @@ def test_bulk_reset_of_exhausted_and_cancelled_jobs(
     text = out_of(["submit", *args, "--backend", "fake"], capsys)
     assert "3 jobs are cancelled" in text and "retry --reset --state cancelled" in text
     text = out_of(["retry", *args, "--reset", "--state", "cancelled", "--submit"], capsys)
-    assert "reset 3 failed jobs to pending" in text and "submitted 3 jobs" in text
+    assert "started 3 jobs over" in text and "submitted 3 jobs" in text
 
 
 def test_submit_a_selection_of_pending_jobs(

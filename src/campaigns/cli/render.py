@@ -226,8 +226,12 @@ def _failures(report: StatusReport, latest: bool = True) -> None:
 
 def retry(report: RetryReport) -> None:
     """`retry` output."""
-    verb = "would reset" if report.dry_run else "reset"
-    console.print(f"{verb} {len(report.reset)} failed jobs to pending")
+    if report.started_over:
+        verb = "would start" if report.dry_run else "started"
+        console.print(f"{verb} {len(report.reset)} jobs over (pending, fresh attempt budget)")
+    else:
+        verb = "would reset" if report.dry_run else "reset"
+        console.print(f"{verb} {len(report.reset)} failed jobs to pending")
     if report.left_alone:
         console.print(f"{report.left_alone:,} selected jobs are queued or running: left alone")
     for key in report.reset[:10]:

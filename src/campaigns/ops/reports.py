@@ -216,12 +216,14 @@ class RetryReport:
     submit: SubmitReport | None = None
     dry_run: bool = False
     left_alone: int = 0  # selected jobs queued or running: never reset
+    started_over: bool = False  # `--reset`: any state, fresh attempt budget (else: due retries)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {
             "reset": self.reset,
             "left_alone": self.left_alone,
+            "started_over": self.started_over,
             "waiting": [{"key": k, "next_retry_at": iso(t)} for k, t in self.waiting],
             "exhausted": [{**asdict(f), "next_retry_at": None} for f in self.exhausted],
             "submit": self.submit.to_dict() if self.submit else None,

@@ -47,7 +47,7 @@ def retry(
     if submit and report.reset:
         name = ctx.backend(backend or ctx.store.campaign().get("backend"))
         sub = submitting.submit(ctx, name, dry_run=dry_run, only_keys=report.reset)
-        report = RetryReport(report.reset, report.waiting, report.exhausted, sub, dry_run)
+        report = dataclasses.replace(report, submit=sub)
     return report
 
 
@@ -88,7 +88,7 @@ def _start_over(ctx: Context, rows: Sequence[Mapping[str, Any]], dry_run: bool) 
             clear_attempts=True,
             now=ctx.clock(),
         )
-    return RetryReport([r["key"] for r in chosen], [], [], dry_run=dry_run)
+    return RetryReport([r["key"] for r in chosen], [], [], dry_run=dry_run, started_over=True)
 
 
 def _due(ctx: Context, ignore_backoff: bool, dry_run: bool) -> RetryReport:
