@@ -73,7 +73,6 @@ class _Where:
     """Which key of which file set a group's resource or execution setting."""
 
     def __init__(self, spec: CampaignSpec, mask: int) -> None:
-        self.spec = spec
         self.tiers: list[tuple[KeyPath, dict[str, object]]] = [
             (("overrides", i, "resources"), dict(o.resources))
             for i, o in reversed(list(enumerate(spec.overrides)))
