@@ -29,6 +29,11 @@ job:
 """
 
 
+def small(snapshots: int, sections: str) -> str:
+    """SEED cut to 2 realizations x `snapshots`, with more sections."""
+    return SEED.replace("[0, 2000]", "[0, 2]").replace("[0, 20]", f"[0, {snapshots}]") + sections
+
+
 def run(tmp_path: Path, text: str, *command: str) -> tuple[int, str]:
     """Write the campaign file and run one command on it; (exit code, config path)."""
     config = tmp_path / "campaign.yaml"
@@ -93,9 +98,7 @@ def test_a_placeholder_account_warns_in_validate(
 def test_a_placeholder_account_stops_submit_to_slurm_only(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = SEED.replace("[0, 2000]", "[0, 2]").replace("[0, 20]", "[0, 2]") + (
-        "resources: {account: mXXXX}\n"
-    )
+    text = small(2, "resources: {account: mXXXX}\n")
     code, config = run(tmp_path, text, "init")
     assert code == 0
     args = [config, "--root", str(tmp_path / "root")]
@@ -111,9 +114,7 @@ def test_a_placeholder_account_stops_submit_to_slurm_only(
 def test_estimate_on_debug_runs_two_at_a_time(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = SEED.replace("[0, 2000]", "[0, 2]").replace("[0, 20]", "[0, 5]") + (
-        "execution: {timeout_hours: 0.5}\nresources: {account: m1234, qos: debug}\n"
-    )
+    text = small(5, "execution: {timeout_hours: 0.5}\nresources: {account: m1234, qos: debug}\n")
     code, _ = run(tmp_path, text, "estimate", "--json")
     report = json.loads(capsys.readouterr().out)
     # 10 jobs of 30 minutes; debug runs 2 of a user's jobs at once: 5 rounds of 0.5 h.
@@ -125,9 +126,10 @@ def test_estimate_on_debug_runs_two_at_a_time(
 def test_timeout_escalation_stops_at_the_qos_walltime(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = SEED.replace("[0, 2000]", "[0, 2]").replace("[0, 20]", "[0, 1]") + (
+    text = small(
+        1,
         "execution: {timeout_hours: 0.4, max_retries: 2, retry_backoff: none}\n"
-        "resources: {account: m1234, qos: debug}\n"
+        "resources: {account: m1234, qos: debug}\n",
     )
     code, config = run(tmp_path, text, "init")
     args = [config, "--root", str(tmp_path / "root")]
