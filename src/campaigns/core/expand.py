@@ -24,6 +24,7 @@ from campaigns.core.spec import (  # noqa: F401 -- canonical is part of this mod
     ParamValue,
     Resources,
     canonical,
+    key_text,
     memory_mb,
 )
 
@@ -75,7 +76,7 @@ def expand(spec: CampaignSpec) -> Expansion:
     for axis in axes:
         infos = []
         for row in axis.rows:
-            fragment = ",".join(f"{n}={canonical(v)}" for n, v in zip(axis.names, row, strict=True))
+            fragment = ",".join(f"{n}={key_text(v)}" for n, v in zip(axis.names, row, strict=True))
             typed = "\x1f".join(_typed(n, v) for n, v in zip(axis.names, row, strict=True))
             as_json = json.dumps(dict(zip(axis.names, row, strict=True)))[1:-1]
             mask = all_bits
@@ -110,7 +111,8 @@ def expand(spec: CampaignSpec) -> Expansion:
             raise spec.error(
                 f"two different jobs get the same key '{key}': a "
                 "string value that contains ',' or '=' reads like another "
-                "parameter. Remove those characters from the values.",
+                "parameter (or, far less likely, two values share a hash). Remove those "
+                "characters from the values.",
                 ("parameters",),
             )
         seen_keys[key] = index
@@ -151,6 +153,23 @@ def _check_output(spec: CampaignSpec, output: str, key: str, seen: dict[str, str
             ("job", "output"),
         )
     seen[output] = key
+
+
+def override_masks(spec: CampaignSpec) -> list[int]:
+    """Every set of overrides (a bitmask) some job of the campaign falls under, without
+    expanding the jobs: one pass over each axis's rows."""
+    reachable = {(1 << len(spec.overrides)) - 1}
+    for axis in spec.axes:
+        masks = set()
+        for row in axis.rows:
+            values = dict(zip(axis.names, row, strict=True))
+            mask = 0
+            for bit, override in enumerate(spec.overrides):
+                if override.admits(values):
+                    mask |= 1 << bit
+            masks.add(mask)
+        reachable = {a & b for a in reachable for b in masks}
+    return sorted(reachable)
 
 
 def resolve_group(spec: CampaignSpec, override_mask: int, index: int) -> JobGroup:

@@ -6,6 +6,7 @@ from them (resources per job group, memory parsing). No I/O.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from typing import Any
 
 from campaigns.core.breaker import CircuitBreaker
 from campaigns.core.policy import RetryPolicy
+from campaigns.core.site import Site
+from campaigns.core.site import memory_mb as memory_mb  # re-exported: its old home
 
 ParamValue = str | int | float | bool
 Params = Mapping[str, ParamValue]
@@ -22,8 +25,27 @@ COMMAND_FIELDS = ("output", "job_key", "attempt", "campaign_dir", "compression")
 #: Placeholders the output template may use besides the parameter names.
 OUTPUT_FIELDS = ("job_key",)
 
-_MEMORY_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KkMmGgTt])?[Bb]?\s*$")
-_MEMORY_UNITS_MB = {"k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024, None: 1}
+
+#: A string value that may reach a file path: these characters only, and not `.` or `..`.
+SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.+\-=,:@%]+$")
+
+
+def is_safe(value: ParamValue) -> bool:
+    """True when the value can stand in a file name (every number and bool can)."""
+    if not isinstance(value, str):
+        return True
+    return bool(SAFE_VALUE.match(value)) and value not in (".", "..")
+
+
+def key_text(value: ParamValue) -> str:
+    """The text of a value in job keys: `canonical` for safe values, so keys of existing
+    campaigns never change; `h:` and 12 hex digits of the value's hash for any other string
+    (a path with slashes or spaces), so a key is always safe in paths and never moves when
+    other values are added."""
+    if is_safe(value):
+        return canonical(value)
+    digest = hashlib.blake2b(str(value).encode(), digest_size=6).hexdigest()
+    return f"h:{digest}"
 
 
 def canonical(value: ParamValue) -> str:
@@ -33,17 +55,6 @@ def canonical(value: ParamValue) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
-
-
-def memory_mb(value: int | str) -> int:
-    """Parse a memory request (`4G`, `4000M`, 4000) into whole megabytes."""
-    if isinstance(value, int):
-        return value
-    match = _MEMORY_RE.match(value)
-    if not match:
-        raise ValueError(f"not a memory size: {value!r}")
-    number, unit = match.groups()
-    return max(1, int(float(number) * _MEMORY_UNITS_MB[unit.lower() if unit else None]))
 
 
 @dataclass(frozen=True)
@@ -179,6 +190,7 @@ class Machine:
     python: str | None = None
     poll_interval_seconds: float = 30.0
     source: str | None = None  # the machine file's path
+    site: Site = field(default_factory=Site)  # node types, QOS table, account rules
 
 
 @dataclass(frozen=True)
