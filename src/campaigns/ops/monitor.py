@@ -40,6 +40,9 @@ def step(
         total = submitted.submitted_jobs + (retried.submit.submitted_jobs if retried.submit else 0)
         if total:
             done.append(f"submitted {total}")
+        held = submitted.held or (retried.submit.held if retried.submit else None)
+        if held:
+            done.append(held)
     report = status(ctx, reconciled_at=ctx.clock(), scheduler_error=error)
     done += [f"notified {kind}" for kind in notify.after_tick(ctx, report, trip)]
     return report, done

@@ -5,6 +5,13 @@ jobs `queued`) in one transaction, write the array folder (`array.json`,
 `tasks.jsonl` with every job's rendered, shell-quoted command), submit with the token in
 the scheduler's job name, then record the scheduler id. A crash anywhere leaves either
 nothing or an intent that `reconcile.recover_intents` settles by the token.
+
+A refusal is never a job failure. When the scheduler refuses an array for a site limit
+(`SiteLimitError`: the user's queue is full), its intent is abandoned (jobs back to
+pending, the attempt unspent), submission stops for this step and is held (`holds`): the
+next `monitor --submit` cycle after the back-off tries again. A refusal of the request
+itself (`SiteConfigError`: a QOS, account, constraint or time the site rejects) abandons
+the intent the same way and stops with exit 1 and the fix.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ from campaigns.core.planning import ArrayPlan, plan_arrays
 from campaigns.core.policy import scaled
 from campaigns.core.spec import JobGroup, Resources
 from campaigns.core.states import JobState
-from campaigns.errors import SchedulerError, SubmissionUnknownError
+from campaigns.errors import SchedulerError, SiteLimitError, SubmissionUnknownError
 from campaigns.node.files import write_atomic
+from campaigns.ops import holds
 from campaigns.ops.breaker import refuse_if_open
 from campaigns.ops.context import Context
 from campaigns.ops.reports import ArraySummary, SubmitReport
@@ -37,14 +45,17 @@ def submit(
     dry_run: bool = False,
     recovered: Sequence[str] = (),
     only_keys: Sequence[str] | None = None,
+    patient: bool = True,
 ) -> SubmitReport:
     """Plan and submit pending jobs (or only `only_keys`; a dry run also takes failed ones).
 
     The caller holds the campaign lock (a dry run needs none). While the circuit breaker
-    is open nothing is submitted (CircuitOpenError), except in a dry run."""
+    is open nothing is submitted (CircuitOpenError), except in a dry run. While a site
+    limit holds submission (`holds`), a `patient` caller (`monitor --submit`, the
+    autopilot) submits nothing; the user's own `submit` tries at once."""
     if not dry_run:
         refuse_if_open(ctx)
-    return _Submission(ctx, name).run(limit, dry_run, list(recovered), only_keys)
+    return _Submission(ctx, name).run(limit, dry_run, list(recovered), only_keys, patient)
 
 
 class _Submission:
@@ -64,8 +75,17 @@ class _Submission:
         dry_run: bool,
         recovered: list[str],
         only_keys: Sequence[str] | None,
+        patient: bool = True,
     ) -> SubmitReport:
         name, scheduler, store = self.name, self.scheduler, self.store
+        held = holds.active(self.ctx) if patient and not dry_run else None
+        if held is not None:
+            waiting = (
+                store.counts().get(JobState.PENDING.value, 0)
+                if only_keys is None
+                else len(store.jobs(states=["pending"], columns=["id"], keys=only_keys))
+            )
+            return SubmitReport(name, dry_run, [], 0, waiting, recovered, held=held.describe())
         groups = {
             gid: JobGroup(gid, Resources.from_dict(g["resources"]), g["max_retries"])
             for gid, g in store.groups().items()
@@ -84,14 +104,24 @@ class _Submission:
         job_ids = [jid for array in plan.arrays for task in array.tasks for jid in task]
         wanted = set(job_ids)
         jobs = {r["id"]: r for r in store.jobs(states=states, keys=only_keys) if r["id"] in wanted}
-        summaries = []
+        summaries: list[ArraySummary] = []
         if not dry_run:
             store.set_backend(name)  # `retry --submit` uses the backend last submitted to
+        hold = None
         for array in plan.arrays:
             real = dataclasses.replace(array, group=groups[array.group].index)  # virtual -> real
-            summaries.append(self._submit_array(name, scheduler, real, jobs, dry_run))
+            try:
+                summaries.append(self._submit_array(name, scheduler, real, jobs, dry_run))
+            except SiteLimitError as exc:  # the intent was abandoned: its jobs are pending
+                hold = holds.hold(self.ctx, str(exc)).describe()
+                break
+            if len(summaries) == 1 and not dry_run:
+                holds.clear(self.ctx)  # the queue had room: a later refusal starts afresh
         submitted = sum(s.n_jobs for s in summaries)
-        return SubmitReport(name, dry_run, summaries, submitted, plan.waiting, recovered, cancelled)
+        waiting = plan.waiting + sum(a.n_jobs for a in plan.arrays) - submitted
+        return SubmitReport(
+            name, dry_run, summaries, submitted, waiting, recovered, cancelled, held=hold
+        )
 
     def _escalated_groups(
         self, candidates: Sequence[Mapping[str, Any]], groups: dict[int, JobGroup]
