@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from campaigns.core.expand import CommandTemplate
+from campaigns.core.launch import launcher_command
 from campaigns.core.planning import ArrayPlan, plan_arrays
 from campaigns.core.policy import scaled
 from campaigns.core.spec import JobGroup, Resources
@@ -250,9 +251,7 @@ class _Submission:
                 entries.append(self._task_entry(job, attempt_of[job_id], folder, template))
             lines.append(json.dumps({"jobs": entries}))
         write_atomic(folder / "tasks.jsonl", "\n".join(lines) + "\n")
-        launcher = None
-        if array.resources.ntasks > 1:
-            launcher = self.spec.machine.launcher.replace("{ntasks}", str(array.resources.ntasks))
+        launcher = launcher_command(self.spec.machine.launcher, array.resources)
         header = {
             "campaign": self.spec.name,
             "version": self.spec.version,
