@@ -87,8 +87,15 @@ def _emit(args: argparse.Namespace, report: Any, renderer: str, *extra: Any) -> 
     getattr(render, renderer)(report, *extra)
 
 
+def _warn(lines: Sequence[str]) -> None:
+    """Warnings go to stderr, so that --json output stays clean."""
+    for line in lines:
+        print(f"warning: {line}", file=sys.stderr)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     report = _manager(args).validate_configuration()
+    _warn(report.warnings)
     _emit(args, report, "validation")
     return 0
 
@@ -123,6 +130,7 @@ def _selection(args: argparse.Namespace, manager: Any, limit: int | None = None)
 
 def cmd_submit(args: argparse.Namespace) -> int:
     manager = _manager(args)
+    _warn(manager.site.notes)
     chosen = _selection(args, manager)
     report = manager.submit_campaign(
         backend=args.backend,

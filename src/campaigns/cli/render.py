@@ -66,6 +66,10 @@ def validation(report: ValidationReport) -> None:
     console.print(f"  parameters     {axes} = {report.n_jobs:,} jobs")
     limit = f", MaxArraySize {report.max_array_size}" if report.max_array_size else ""
     console.print(f"  arrays         {report.n_arrays:,} arrays, {report.n_tasks:,} tasks{limit}")
+    if report.max_queued_jobs is not None:
+        console.print(
+            f"  queue cap      {report.max_queued_jobs:,} tasks queued or running at once"
+        )
     table = Table(title="resource groups", title_justify="left")
     for column in ("group", "jobs", "arrays", "tasks", "max retries", "per job"):
         table.add_column(column)

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
@@ -24,6 +24,7 @@ from campaigns.core.checks import did_you_mean
 from campaigns.core.policy import RetryPolicy
 from campaigns.core.schema_errors import explain, show, text_keys
 from campaigns.core.secrets import mask_passwords
+from campaigns.core.site import parse_site
 from campaigns.core.spec import (
     Axis,
     CampaignSpec,
@@ -37,9 +38,6 @@ from campaigns.core.spec import (
 )
 from campaigns.core.yamlsource import Document, KeyPath, Locator, parse
 from campaigns.errors import ConfigError
-
-if TYPE_CHECKING:
-    pass
 
 #: Where machine files and the schema live (ships inside the package).
 CONFIG_ROOT = Path(__file__).resolve().parents[1] / "data"
@@ -250,7 +248,7 @@ def build_spec(
         name=merged["campaign"]["name"],
         version=str(merged["campaign"]["version"]),
         source=campaign.path,
-        machine=_machine(merged.get("machine", {}), machine.path),
+        machine=_machine(merged.get("machine", {}), machine.path, locate),
         axes=axes,
         command=job["command"],
         output=output,
@@ -354,7 +352,7 @@ def _execution(section: Mapping[str, Any]) -> Execution:
     )
 
 
-def _machine(section: Mapping[str, Any], source: str) -> Machine:
+def _machine(section: Mapping[str, Any], source: str, locate: Locator) -> Machine:
     return Machine(
         name=section.get("name", Path(source).stem),
         backend=section.get("backend", "auto"),
@@ -365,6 +363,7 @@ def _machine(section: Mapping[str, Any], source: str) -> Machine:
         python=section.get("python"),
         poll_interval_seconds=float(section.get("poll_interval_seconds", 30)),
         source=source,
+        site=parse_site(section, locate),
     )
 
 

@@ -153,6 +153,23 @@ def _check_output(spec: CampaignSpec, output: str, key: str, seen: dict[str, str
     seen[output] = key
 
 
+def override_masks(spec: CampaignSpec) -> list[int]:
+    """Every set of overrides (a bitmask) some job of the campaign falls under, without
+    expanding the jobs: one pass over each axis's rows."""
+    reachable = {(1 << len(spec.overrides)) - 1}
+    for axis in spec.axes:
+        masks = set()
+        for row in axis.rows:
+            values = dict(zip(axis.names, row, strict=True))
+            mask = 0
+            for bit, override in enumerate(spec.overrides):
+                if override.admits(values):
+                    mask |= 1 << bit
+            masks.add(mask)
+        reachable = {a & b for a in reachable for b in masks}
+    return sorted(reachable)
+
+
 def resolve_group(spec: CampaignSpec, override_mask: int, index: int) -> JobGroup:
     """Resources and retry limit for jobs selected by the overrides in `override_mask`."""
     section: dict[str, Any] = dict(spec.base_resources)

@@ -13,6 +13,8 @@ from typing import Any
 
 from campaigns.core.breaker import CircuitBreaker
 from campaigns.core.policy import RetryPolicy
+from campaigns.core.site import Site
+from campaigns.core.site import memory_mb as memory_mb  # re-exported: its old home
 
 ParamValue = str | int | float | bool
 Params = Mapping[str, ParamValue]
@@ -22,9 +24,6 @@ COMMAND_FIELDS = ("output", "job_key", "attempt", "campaign_dir", "compression")
 #: Placeholders the output template may use besides the parameter names.
 OUTPUT_FIELDS = ("job_key",)
 
-_MEMORY_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KkMmGgTt])?[Bb]?\s*$")
-_MEMORY_UNITS_MB = {"k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024, None: 1}
-
 
 def canonical(value: ParamValue) -> str:
     """The text of a value in job keys: ints as written, floats by repr, bools lower-case."""
@@ -33,17 +32,6 @@ def canonical(value: ParamValue) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
-
-
-def memory_mb(value: int | str) -> int:
-    """Parse a memory request (`4G`, `4000M`, 4000) into whole megabytes."""
-    if isinstance(value, int):
-        return value
-    match = _MEMORY_RE.match(value)
-    if not match:
-        raise ValueError(f"not a memory size: {value!r}")
-    number, unit = match.groups()
-    return max(1, int(float(number) * _MEMORY_UNITS_MB[unit.lower() if unit else None]))
 
 
 @dataclass(frozen=True)
@@ -179,6 +167,7 @@ class Machine:
     python: str | None = None
     poll_interval_seconds: float = 30.0
     source: str | None = None  # the machine file's path
+    site: Site = field(default_factory=Site)  # node types, QOS table, account rules
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from campaigns.core.expand import Expansion, expand
 from campaigns.core.layout import Layout
 from campaigns.core.planning import Limits
 from campaigns.core.policy import RetryPolicy
-from campaigns.core.spec import CampaignSpec
+from campaigns.core.site_checks import SiteReview, ceilings, review_site
+from campaigns.core.spec import CampaignSpec, Resources
 from campaigns.core.yamlsource import Document
 from campaigns.errors import ConfigChangedError, InputError
 from campaigns.ops import location
@@ -69,6 +70,7 @@ class Context:
         schema = with_backends(load_schema(), [*registry.names(), *(schedulers or {})])
         recorded = _recorded_hash(campaign, machine, root)
         self.spec: CampaignSpec = build_spec(campaign, machine, schema, validated_hash=recorded)
+        self.site: SiteReview = review_site(self.spec)  # what the site refuses is a ConfigError
         self.layout = Layout.for_campaign(self.spec.slug, self.spec.base_path, root)
         self.db_url = location.resolve(db_url, self.layout, self.spec.db_url)
         self.clock = clock
@@ -82,6 +84,11 @@ class Context:
     def policy(self) -> RetryPolicy:
         """The campaign's retry policy (`execution.retry_backoff` and `retry_policy`)."""
         return self.spec.execution.retry
+
+    def policy_for(self, resources: Resources) -> RetryPolicy:
+        """The retry policy of jobs asking for `resources`: escalation stays within the QOS
+        walltime and the node's memory."""
+        return ceilings(self.spec.machine.site, resources, self.spec.execution.retry)
 
     @property
     def expansion(self) -> Expansion:
@@ -134,7 +141,7 @@ class Context:
             max_array_size=max_array,
             jobs_per_task=execution.jobs_per_task,
             array_parallelism=execution.array_parallelism,
-            max_queued_jobs=machine.max_queued_jobs,
+            max_queued_jobs=self.site.max_queued_jobs or machine.max_queued_jobs,
         )
 
     def lock(self) -> CampaignLock | CampaignLease:

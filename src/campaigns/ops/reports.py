@@ -43,6 +43,8 @@ class ValidationReport:
     n_tasks: int
     max_array_size: int | None
     config_hash: str
+    warnings: list[str] = field(default_factory=list)  # the site's notes, a doubtful account
+    max_queued_jobs: int | None = None  # the queue cap in force (the QOS may lower it)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""

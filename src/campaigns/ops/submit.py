@@ -56,7 +56,15 @@ def submit(
     autopilot) submits nothing; the user's own `submit` tries at once."""
     if not dry_run:
         refuse_if_open(ctx)
+        refuse_account(ctx, name)
     return _Submission(ctx, name).run(limit, dry_run, list(recovered), only_keys, patient)
+
+
+def refuse_account(ctx: Context, name: str) -> None:
+    """A placeholder or malformed account is only a warning in `validate`; Slurm would refuse
+    every array, so submitting there stops first (exit 2). The local backend charges nobody."""
+    if name == "slurm" and ctx.site.account_error is not None:
+        raise ctx.site.account_error
 
 
 class _Submission:
@@ -144,7 +152,7 @@ class _Submission:
                     base.resources.memory_mb,
                     key[1],
                     key[2],
-                    self.ctx.policy,
+                    self.ctx.policy_for(base.resources),
                 )
                 index = virtual[key] = max(out) + 1
                 out[index] = JobGroup(

@@ -32,7 +32,18 @@ def validate(ctx: Context) -> ValidationReport:
         n_tasks=sum(len(a.tasks) for a in plan.arrays),
         max_array_size=limits.max_array_size,
         config_hash=spec.config_hash,
+        warnings=site_warnings(ctx),
+        max_queued_jobs=limits.max_queued_jobs,
     )
+
+
+def site_warnings(ctx: Context) -> list[str]:
+    """What the site checks found worth a word but not an error: a lowered queue cap, a
+    placeholder or malformed account (which `submit` to Slurm refuses)."""
+    notes = list(ctx.site.notes)
+    if ctx.site.account_error is not None:
+        notes.append(str(ctx.site.account_error))
+    return notes
 
 
 def _group_summary(
