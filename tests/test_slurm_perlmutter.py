@@ -225,6 +225,10 @@ def test_a_request_the_site_cannot_run_stops_with_the_fix(
     code, out, err = run(["submit", str(config), "--root", str(root), "--backend", "slurm"], capsys)
     assert code == 1, out + err
     assert "sbatch refused --mem=12288M" in err and "memory_requirement" in err
+    assert (
+        "The machine file lists QOS regular, debug, shared; node types cpu (8 CPUs, 16384 MB)"
+        in err
+    )
     assert status(config, root, capsys)["counts"]["pending"] == 4
     assert [s["state"] for s in submissions(directory)] == ["abandoned"]
     code, out, err = run(

@@ -27,9 +27,15 @@ from campaigns.core.expand import CommandTemplate
 from campaigns.core.launch import launcher_command
 from campaigns.core.planning import ArrayPlan, plan_arrays
 from campaigns.core.policy import scaled
+from campaigns.core.site import Site
 from campaigns.core.spec import JobGroup, Resources
 from campaigns.core.states import JobState
-from campaigns.errors import SchedulerError, SiteLimitError, SubmissionUnknownError
+from campaigns.errors import (
+    SchedulerError,
+    SiteConfigError,
+    SiteLimitError,
+    SubmissionUnknownError,
+)
 from campaigns.node.files import write_atomic
 from campaigns.ops import holds
 from campaigns.ops.breaker import refuse_if_open
@@ -220,6 +226,9 @@ class _Submission:
             scheduler_id = scheduler.submit(request)
         except SubmissionUnknownError:
             raise  # keep the intent: recover_intents() looks for it by token next time
+        except SiteConfigError as exc:
+            store.abandon(submission_id, str(exc), self.ctx.clock())
+            raise SiteConfigError(f"{exc}{_machine_view(self.spec.machine.site)}") from exc
         except SchedulerError as exc:
             store.abandon(submission_id, str(exc), self.ctx.clock())
             raise
@@ -319,3 +328,19 @@ class _Submission:
             "manifest": str(folder / "manifests" / f"{job['uid']}.json"),
             "env": dict(self.spec.env),
         }
+
+
+def _machine_view(site: Site) -> str:
+    """What the machine file believes of the site, to set beside the site's refusal."""
+    if not site.known:
+        return ""
+    parts = []
+    if site.qos:
+        parts.append(f"QOS {', '.join(site.qos)}")
+    if site.node_types:
+        nodes = ", ".join(
+            f"{n.name} ({n.cpus} CPUs, {n.memory_mb} MB{f', {n.gpus} GPUs' if n.gpus else ''})"
+            for n in site.node_types.values()
+        )
+        parts.append(f"node types {nodes}")
+    return f" The machine file lists {'; '.join(parts)}: if the site differs, correct it there."
