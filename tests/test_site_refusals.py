@@ -194,3 +194,18 @@ def test_a_configuration_refusal_stops_with_exit_1_and_marks_nothing_failed(
     report = m.submit_campaign(backend="fake")
     assert report.submitted_jobs == 6
     assert sorted(Counter(fake.jobs_submitted()).values()) == [1] * 6
+
+
+def test_a_configuration_refusal_in_a_cycle_stops_later_cycles(campaign: Path) -> None:
+    fake, clock = FakeScheduler(), Clock()
+    fake.refusals = [SiteConfigError('sbatch refused --qos=nope for array-000001: "Invalid qos"')]
+    m = manager(campaign, fake, clock)
+    m.init()
+    with pytest.raises(SiteConfigError, match="circuit breaker is open.*submit --resume"):
+        m.monitor_progress(resubmit=True, backend="fake")
+    for _ in range(3):  # the autopilot's next ticks: no sbatch until the user resumes
+        clock.now += timedelta(minutes=5)
+        report = m.monitor_progress(resubmit=True, backend="fake")
+        assert report.counts["pending"] == 6 and report.breaker_open_since is not None
+    assert fake.refused == 1 and fake.arrays == {}
+    assert m.submit_campaign(backend="fake", resume=True).submitted_jobs == 6

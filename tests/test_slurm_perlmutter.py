@@ -234,7 +234,10 @@ def test_a_request_the_site_cannot_run_stops_with_the_fix(
     code, out, err = run(
         ["monitor", str(config), "--root", str(root), "--once", "--submit"], capsys
     )
-    assert code == 1 and "sbatch refused --mem=12288M" in err
+    assert code == 1 and "sbatch refused --mem=12288M" in err and "submit --resume" in err
+    # Later cycles (the autopilot's ticks) do not ask sbatch again: the breaker is open.
+    ok(["monitor", str(config), "--root", str(root), "--once", "--submit"], capsys)
+    assert len(submissions(directory)) == 2
     assert {j["state"] for j in jobs(directory)} == {"pending"}
     assert {j["attempts"] for j in jobs(directory)} == {0}
 
