@@ -75,7 +75,10 @@ def test_gpu_intensive_high_fits_a_gpu_node_now(
     assert report["groups"][0]["resources"]["memory_mb"] <= 256 * 1024
 
 
-def test_a_placeholder_account_warns_in_validate(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_placeholder_account_warns_in_validate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PSCRATCH", str(tmp_path))  # its base path: $PSCRATCH/campaigns
     example = REPO / "config" / "examples" / "production_campaign.yaml"
     assert main(["validate", str(example), "--json"]) == 0
     out = capsys.readouterr()

@@ -285,8 +285,21 @@ def estimate(report: EstimateReport) -> None:
         f"{report.n_tasks:,} array tasks in {report.n_arrays:,} arrays"
     )
     table = Table(title="requested resources", title_justify="left")
-    for column in ("group", "jobs", "tasks", "arrays", "per task", "node-h", "CPU-h", "GPU-h"):
-        table.add_column(column, justify="right" if column not in ("per task",) else "left")
+    columns = (
+        "group",
+        "jobs",
+        "tasks",
+        "arrays",
+        "per task",
+        "node-h",
+        "CPU-h",
+        "GPU-h",
+        "charged as",
+    )
+    for column in columns:
+        table.add_column(
+            column, justify="left" if column in ("per task", "charged as") else "right"
+        )
     for g in report.groups:
         table.add_row(
             str(g["group"]),
@@ -297,11 +310,13 @@ def estimate(report: EstimateReport) -> None:
             f"{g['node_hours']:,.1f}",
             f"{g['cpu_hours']:,.1f}",
             f"{g['gpu_hours']:,.1f}",
+            g["rule"],
         )
     console.print(table)
     console.print(
-        f"total: {report.node_hours:,.1f} node-hours, {report.cpu_hours:,.1f} CPU-hours, "
-        f"{report.gpu_hours:,.1f} GPU-hours requested"
+        f"charged: {report.node_hours:,.1f} node-hours ({report.cpu_node_hours:,.1f} on CPU "
+        f"nodes, {report.gpu_node_hours:,.1f} on GPU nodes); requested "
+        f"{report.cpu_hours:,.1f} CPU-hours, {report.gpu_hours:,.1f} GPU-hours"
     )
     console.print(
         f"expected wall time: {report.expected_wall_hours:,.2f} h "

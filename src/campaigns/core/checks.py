@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 import string
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from campaigns.core.spec import COMMAND_FIELDS, OUTPUT_FIELDS, Axis, Override, ParamValue, canonical
+from campaigns.core.spec import (
+    COMMAND_FIELDS,
+    OUTPUT_FIELDS,
+    Axis,
+    Override,
+    ParamValue,
+    canonical,
+    is_safe,
+)
 from campaigns.core.yamlsource import KeyPath
 from campaigns.errors import ConfigError
 
-#: A string parameter value may only hold these characters: it reaches paths and shells.
-SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.+\-=,:@%]+$")
 MAX_JOBS = 5_000_000
 
 
@@ -125,14 +130,44 @@ def _values(values: list[Any], where: KeyPath, locate: Locate) -> list[ParamValu
     for index, value in enumerate(values):
         if isinstance(value, float) and not math.isfinite(value):
             raise locate.error(f"value {value!r} is not a finite number.", where + (index,))
-        if isinstance(value, str) and (not SAFE_VALUE.match(value) or value in (".", "..")):
+        if isinstance(value, str) and "\x00" in value:
             raise locate.error(
-                f"value {value!r} is not allowed: parameter values end up in file paths and "
-                "shell commands, so strings may only use letters, digits and _ . + - = , : @ % "
-                "(no spaces, slashes, quotes or shell metacharacters, and not '..').",
+                f"value {value!r} holds a NUL character, which no command line can carry.",
                 where + (index,),
             )
     return values
+
+
+def check_path_values(
+    parameters: Mapping[str, Any], axes: tuple[Axis, ...], output: str, locate: Locate
+) -> None:
+    """Values of parameters named in the output template keep the safe-character rule: they
+    become file and folder names. Values used only in the command may be any text (they
+    are shell-quoted there)."""
+    try:
+        in_path = {name for name, _spec in template_fields(output)}
+    except ValueError:
+        return  # check_templates words a malformed template
+    for axis in axes:
+        zipped = isinstance(parameters.get(axis.label), Mapping)
+        for column, name in enumerate(axis.names):
+            if name not in in_path:
+                continue
+            for index, row in enumerate(axis.rows):
+                if is_safe(row[column]):
+                    continue
+                where: KeyPath = ("parameters", axis.label)
+                where += ("zip", name, index) if zipped else (index,)
+                raise locate.error(
+                    f"value {row[column]!r} is not allowed: '{name}' is part of the output "
+                    "path (job.output), so its strings may only use letters, digits and "
+                    "_ . + - = , : @ % (no spaces, slashes, quotes or shell metacharacters, "
+                    "and not '..').",
+                    where,
+                    hint=f"Leave '{name}' out of job.output (use {{job_key}} or other "
+                    "parameters there): values used only in job.command may be any text, "
+                    "and are shell-quoted.",
+                )
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -234,6 +234,7 @@ def build_spec(
     output = _output_template(job, outputs, locate)
     execution = _execution(merged.get("execution", {}))
     overrides = _overrides(merged.get("overrides", []), axes, locate)
+    checks.check_path_values(merged["parameters"], axes, output, locate)
     checks.check_templates(job["command"], output, axes, locate)
     checks.check_resources(merged, overrides, locate)
     db_url = outputs.get("db_url")

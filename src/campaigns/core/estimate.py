@@ -4,6 +4,12 @@ Requested resources come from the time limits; once jobs have finished, the
 measured runtimes (median, p90) replace the limits for the expected wall time.
 The wall time assumes the scheduler runs as many tasks at once as the queue
 cap and the array throttle allow; real queue waits come on top.
+
+Node-hours are charged as the site does (`charge`): an exclusive QOS charges whole
+nodes x hours x its charge factor; a shared QOS charges the larger of the CPU share and
+the memory share of the node x hours x its charge factor. Hours on a node type with GPUs
+are GPU node-hours, the rest CPU node-hours. A machine file that models no node types
+and no QOS keeps the plain rule: whole nodes x hours.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from campaigns.core.planning import Limits, task_parallelism, task_resources
-from campaigns.core.spec import JobGroup
+from campaigns.core.site import Site
+from campaigns.core.spec import JobGroup, Resources
 
 
 @dataclass(frozen=True)
@@ -28,9 +35,60 @@ class GroupEstimate:
     n_tasks: int
     n_arrays: int
     task_hours: float  # requested time limit of one task
-    node_hours: float
+    node_hours: float  # charged: CPU and GPU node-hours together
     cpu_hours: float
     gpu_hours: float
+    cpu_node_hours: float = 0.0  # charged on nodes without GPUs
+    gpu_node_hours: float = 0.0  # charged on nodes with GPUs
+    rule: str = ""  # how one task is charged, in words
+
+
+@dataclass(frozen=True)
+class Charge:
+    """How the site charges one task: nodes charged per hour, on which kind of node."""
+
+    nodes: float  # node-hours charged per hour of the task (charge factor included)
+    gpu: bool  # GPU node-hours (a node type with GPUs, or GPUs asked for)
+    rule: str
+
+
+def charge(resources: Resources, site: Site) -> Charge:
+    """The site's charging rule for a task asking for `resources`."""
+    node, qos = site.node_type(resources.constraint), site.qos_of(resources.qos)
+    gpu = node.is_gpu if node is not None else resources.gpus_per_node > 0
+    if node is None and qos is None:
+        return Charge(
+            resources.nodes,
+            gpu,
+            f"whole nodes: {resources.nodes} x hours (the machine file models no node types "
+            "or QOS)",
+        )
+    factor = qos.charge_factor if qos is not None else 1.0
+    kind = f"{node.name} node" if node is not None else "node"
+    if qos is not None and qos.shared and node is not None:
+        cpus = resources.ntasks_per_node * resources.cpus_per_task
+        shares = [cpus / node.cpus]
+        words = [f"cpu {cpus}/{node.cpus}"]
+        if resources.memory_mb is not None:
+            shares.append(resources.memory_mb / node.memory_mb)
+            words.append(f"memory {_gb(resources.memory_mb)}/{_gb(node.memory_mb)}")
+        share = min(1.0, max(shares)) * resources.nodes
+        return Charge(
+            share * factor,
+            gpu,
+            f"{qos.name}: max({', '.join(words)}) of a {kind} x {float(factor)!r}",
+        )
+    name = qos.name if qos is not None else "no QOS"
+    plural = "s" if resources.nodes > 1 else ""
+    return Charge(
+        resources.nodes * factor,
+        gpu,
+        f"{name}: {resources.nodes} whole {kind}{plural} x {float(factor)!r}",
+    )
+
+
+def _gb(mb: int) -> str:
+    return f"{mb / 1024:g}G"
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -43,12 +101,17 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def estimate_group(group: JobGroup, n_jobs: int, limits: Limits) -> GroupEstimate:
-    """Tasks, arrays and requested node/CPU/GPU-hours of `n_jobs` jobs of one group."""
+def estimate_group(
+    group: JobGroup, n_jobs: int, limits: Limits, site: Site | None = None
+) -> GroupEstimate:
+    """Tasks, arrays, charged node-hours and requested CPU/GPU-hours of `n_jobs` jobs of one
+    group."""
     n_tasks = math.ceil(n_jobs / limits.jobs_per_task)
     resources = task_resources(group.resources, limits.jobs_per_task)
     hours = resources.time_minutes / 60
     nodes = resources.nodes
+    charged = charge(resources, site or Site())
+    node_hours = n_tasks * hours * charged.nodes
     return GroupEstimate(
         group=group.index,
         description=resources.describe(),
@@ -57,9 +120,12 @@ def estimate_group(group: JobGroup, n_jobs: int, limits: Limits) -> GroupEstimat
         n_tasks=n_tasks,
         n_arrays=math.ceil(n_tasks / limits.tasks_per_array),
         task_hours=hours,
-        node_hours=n_tasks * nodes * hours,
+        node_hours=node_hours,
         cpu_hours=n_tasks * nodes * resources.ntasks_per_node * resources.cpus_per_task * hours,
         gpu_hours=n_tasks * nodes * resources.gpus_per_node * hours,
+        cpu_node_hours=0.0 if charged.gpu else node_hours,
+        gpu_node_hours=node_hours if charged.gpu else 0.0,
+        rule=charged.rule,
     )
 
 

@@ -24,6 +24,7 @@ from campaigns.core.spec import (  # noqa: F401 -- canonical is part of this mod
     ParamValue,
     Resources,
     canonical,
+    key_text,
     memory_mb,
 )
 
@@ -75,7 +76,7 @@ def expand(spec: CampaignSpec) -> Expansion:
     for axis in axes:
         infos = []
         for row in axis.rows:
-            fragment = ",".join(f"{n}={canonical(v)}" for n, v in zip(axis.names, row, strict=True))
+            fragment = ",".join(f"{n}={key_text(v)}" for n, v in zip(axis.names, row, strict=True))
             typed = "\x1f".join(_typed(n, v) for n, v in zip(axis.names, row, strict=True))
             as_json = json.dumps(dict(zip(axis.names, row, strict=True)))[1:-1]
             mask = all_bits
@@ -110,7 +111,8 @@ def expand(spec: CampaignSpec) -> Expansion:
             raise spec.error(
                 f"two different jobs get the same key '{key}': a "
                 "string value that contains ',' or '=' reads like another "
-                "parameter. Remove those characters from the values.",
+                "parameter (or, far less likely, two values share a hash). Remove those "
+                "characters from the values.",
                 ("parameters",),
             )
         seen_keys[key] = index

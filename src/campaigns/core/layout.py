@@ -10,8 +10,30 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def expand_path(text: str, environ: Mapping[str, str]) -> str:
+    """`$VAR`, `${VAR}` and a leading `~` replaced from `environ` (pure: the environment is
+    passed in). An unset variable raises KeyError with its name."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in environ:
+            raise KeyError(name)
+        return environ[name]
+
+    out = _VARIABLE.sub(value, text)
+    if out == "~" or out.startswith("~/"):
+        if "HOME" not in environ:
+            raise KeyError("HOME")
+        out = environ["HOME"] + out[1:]
+    return out
 
 
 @dataclass(frozen=True)
@@ -47,9 +69,19 @@ class Layout:
         )
 
     @classmethod
-    def for_campaign(cls, slug: str, base_path: str, root: str | os.PathLike[str] | None) -> Layout:
-        """`--root DIR` wins over `outputs.base_path`; relative paths resolve against the cwd."""
-        base = Path(root) if root is not None else Path(base_path).expanduser()
+    def for_campaign(
+        cls,
+        slug: str,
+        base_path: str,
+        root: str | os.PathLike[str] | None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Layout:
+        """`--root DIR` wins over `outputs.base_path`, whose `$VAR` and `~` are expanded from
+        `environ` (KeyError: an unset variable); relative paths resolve against the cwd."""
+        if root is not None:
+            base = Path(root)
+        else:
+            base = Path(expand_path(base_path, environ if environ is not None else {}))
         return cls.at((base / slug).absolute())
 
     def db_url(self, configured: str | None = None) -> str:

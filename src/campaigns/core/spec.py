@@ -6,6 +6,7 @@ from them (resources per job group, memory parsing). No I/O.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,28 @@ Params = Mapping[str, ParamValue]
 COMMAND_FIELDS = ("output", "job_key", "attempt", "campaign_dir", "compression")
 #: Placeholders the output template may use besides the parameter names.
 OUTPUT_FIELDS = ("job_key",)
+
+
+#: A string value that may reach a file path: these characters only, and not `.` or `..`.
+SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.+\-=,:@%]+$")
+
+
+def is_safe(value: ParamValue) -> bool:
+    """True when the value can stand in a file name (every number and bool can)."""
+    if not isinstance(value, str):
+        return True
+    return bool(SAFE_VALUE.match(value)) and value not in (".", "..")
+
+
+def key_text(value: ParamValue) -> str:
+    """The text of a value in job keys: `canonical` for safe values, so keys of existing
+    campaigns never change; `h:` and 12 hex digits of the value's hash for any other string
+    (a path with slashes or spaces), so a key is always safe in paths and never moves when
+    other values are added."""
+    if is_safe(value):
+        return canonical(value)
+    digest = hashlib.blake2b(str(value).encode(), digest_size=6).hexdigest()
+    return f"h:{digest}"
 
 
 def canonical(value: ParamValue) -> str:

@@ -30,7 +30,7 @@ from campaigns.core.policy import RetryPolicy
 from campaigns.core.site_checks import SiteReview, ceilings, review_site
 from campaigns.core.spec import CampaignSpec, Resources
 from campaigns.core.yamlsource import Document
-from campaigns.errors import ConfigChangedError, InputError
+from campaigns.errors import ConfigChangedError, ConfigError, InputError
 from campaigns.ops import location
 from campaigns.ops.lock import CampaignLease, CampaignLock
 from campaigns.scheduler import registry
@@ -71,7 +71,14 @@ class Context:
         recorded = _recorded_hash(campaign, machine, root)
         self.spec: CampaignSpec = build_spec(campaign, machine, schema, validated_hash=recorded)
         self.site: SiteReview = review_site(self.spec)  # what the site refuses is a ConfigError
-        self.layout = Layout.for_campaign(self.spec.slug, self.spec.base_path, root)
+        #: An unset variable in `outputs.base_path`: `init` and every command that needs the
+        #: campaign directory raise it; `validate` and `estimate` only warn.
+        self.base_path_error: ConfigError | None = None
+        try:
+            self.layout = Layout.for_campaign(self.spec.slug, self.spec.base_path, root, os.environ)
+        except KeyError as exc:
+            self.base_path_error = _unset(self.spec, str(exc.args[0]))
+            self.layout = Layout.at((Path(self.spec.base_path) / self.spec.slug).absolute())
         self.db_url = location.resolve(db_url, self.layout, self.spec.db_url)
         self.clock = clock
         self.rng = rng or random.Random()
@@ -99,12 +106,14 @@ class Context:
 
     def initialised(self) -> bool:
         """True once `init` has run here (it writes the merged config last)."""
-        return self.layout.config_file.is_file()
+        return self.base_path_error is None and self.layout.config_file.is_file()
 
     @property
     def store(self) -> Store:
         """The campaign database; `init` must have run."""
         if self._store is None:
+            if self.base_path_error is not None:
+                raise self.base_path_error
             if not self.initialised():
                 raise InputError(
                     f"campaign not initialised: {self.layout.root} does not exist. "
@@ -115,6 +124,8 @@ class Context:
 
     def open_store(self) -> Store:
         """A new connection to the campaign's database (the campaign found by its slug)."""
+        if self.base_path_error is not None:
+            raise self.base_path_error
         return Store(self.db_url, slug=self.spec.slug, read_only=self.read_only)
 
     def backend(self, requested: str | None = None) -> str:
@@ -168,6 +179,18 @@ class Context:
             self._store = None
 
 
+def _unset(spec: CampaignSpec, name: str) -> ConfigError:
+    """The error for an unset variable in `outputs.base_path`."""
+    error = spec.error(
+        f"`outputs.base_path` ({spec.base_path}) uses ${name}, which is not set here.",
+        ("outputs", "base_path"),
+        hint=f"Set {name} (on a NERSC login node $PSCRATCH and $CFS are set for you), or "
+        "put the campaign elsewhere with --root DIR.",
+    )
+    assert isinstance(error, ConfigError)
+    return error
+
+
 def _recorded_hash(
     campaign: Document, machine: Document, root: str | os.PathLike[str] | None
 ) -> str | None:
@@ -175,7 +198,10 @@ def _recorded_hash(
     location = peek_location(campaign, machine)
     if location is None:
         return None
-    layout = Layout.for_campaign(*location, root)
+    try:
+        layout = Layout.for_campaign(*location, root, os.environ)
+    except KeyError:
+        return None  # an unset variable in the base path: nothing recorded can be found
     try:
         record = json.loads((layout.metadata / "provenance.json").read_text())
     except (OSError, ValueError):

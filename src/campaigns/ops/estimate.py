@@ -1,4 +1,6 @@
-"""`estimate`: jobs, arrays, node/CPU/GPU-hours and expected wall time; submits nothing.
+"""`estimate`: jobs, arrays, charged node-hours, CPU/GPU-hours and expected wall time.
+
+Submits nothing. Node-hours are charged by the site's rules (`core/estimate.charge`).
 
 Before `init` (or with nothing run yet) it uses the time limits; once jobs have
 finished, their measured runtimes give the expected wall time.
@@ -38,7 +40,10 @@ def estimate(ctx: Context) -> EstimateReport:
         for job in expansion.jobs:
             per_group[job.group] += 1
     limits = ctx.limits()
-    estimates = [costs.estimate_group(groups[g], n, limits) for g, n in per_group.items() if n]
+    site = ctx.spec.machine.site
+    estimates = [
+        costs.estimate_group(groups[g], n, limits, site) for g, n in per_group.items() if n
+    ]
     wall, basis = costs.expected_wall_hours(estimates, groups, limits, runtimes)
     return EstimateReport(
         n_jobs=len(expansion.jobs),
@@ -47,6 +52,8 @@ def estimate(ctx: Context) -> EstimateReport:
         n_tasks=sum(e.n_tasks for e in estimates),
         groups=[dataclasses.asdict(e) for e in estimates],
         node_hours=sum(e.node_hours for e in estimates),
+        cpu_node_hours=sum(e.cpu_node_hours for e in estimates),
+        gpu_node_hours=sum(e.gpu_node_hours for e in estimates),
         cpu_hours=sum(e.cpu_hours for e in estimates),
         gpu_hours=sum(e.gpu_hours for e in estimates),
         expected_wall_hours=wall,

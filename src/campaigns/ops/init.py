@@ -26,6 +26,8 @@ from campaigns.ops.reports import InitReport
 def init(ctx: Context, force: bool = False) -> InitReport:
     """Create the campaign directory and database, every job pending; idempotent."""
     expansion = ctx.expansion  # every config error surfaces before anything is created
+    if ctx.base_path_error is not None:
+        raise ctx.base_path_error
     layout = ctx.layout
     if ctx.initialised():
         return _reinit(ctx, expansion, force)

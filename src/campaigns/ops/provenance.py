@@ -90,6 +90,8 @@ def write(layout: Layout, spec: CampaignSpec, campaign_file: Path) -> None:
         "config_hash": spec.config_hash,
         "campaign_file": str(campaign_file.resolve()),
         "machine_file": spec.machine.source,
+        "base_path": spec.base_path,  # as written: `$PSCRATCH/campaigns`
+        "campaign_dir": str(layout.root),  # resolved at init
         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_sha": git_sha(),
         "python": sys.version.split()[0],

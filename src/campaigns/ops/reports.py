@@ -253,11 +253,13 @@ class EstimateReport:
     n_arrays: int
     n_tasks: int
     groups: list[dict[str, Any]]
-    node_hours: float
+    node_hours: float  # charged by the site's rules: CPU and GPU node-hours together
     cpu_hours: float
     gpu_hours: float
     expected_wall_hours: float
     basis: str  # "time limit" or "measured runtimes (n=..)"
+    cpu_node_hours: float = 0.0
+    gpu_node_hours: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""

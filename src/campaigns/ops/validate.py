@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from campaigns.core.expand import Expansion
 from campaigns.core.planning import ArrayPlan, plan_arrays
@@ -22,7 +23,9 @@ def validate(ctx: Context) -> ValidationReport:
         name=spec.name,
         version=spec.version,
         config=str(ctx.config_path),
-        campaign_dir=str(ctx.layout.root),
+        campaign_dir=str(
+            Path(spec.base_path) / spec.slug if ctx.base_path_error else ctx.layout.root
+        ),
         machine=spec.machine.name,
         backend=spec.execution.backend or spec.machine.backend,
         n_jobs=len(expansion.jobs),
@@ -41,6 +44,8 @@ def site_warnings(ctx: Context) -> list[str]:
     """What the site checks found worth a word but not an error: a lowered queue cap, a
     placeholder or malformed account (which `submit` to Slurm refuses)."""
     notes = list(ctx.site.notes)
+    if ctx.base_path_error is not None:
+        notes.append(f"{ctx.base_path_error} `init` refuses until it is set.")
     if ctx.site.account_error is not None:
         notes.append(str(ctx.site.account_error))
     return notes
