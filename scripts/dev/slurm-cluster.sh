@@ -898,9 +898,18 @@ pm_reset() {
   for d in pm-slurmd-pm-gpu pm-slurmd-pm-cpu pm-slurmctld; do stop_daemon "$d" 30; done
   log "wiping $PM_CLUSTER's controller state and its accounting"
   rm -rf "${PM_CTLD_STATE:?}"/* "${PM_SLURMD_SPOOL:?}"/*
-  if dbd_ok >/dev/null 2>&1; then
-    timeout 20 sacctmgr -i delete cluster "$PM_CLUSTER" >/dev/null 2>&1 || true
-  fi
+  # Job ids restart at 1 with a fresh StateSaveLocation: drop the cluster's own tables
+  # (<cluster>_job_table, ...) and its registration, with slurmdbd stopped so it forgets
+  # them too. QOS and accounts are global and stay; the default cluster is untouched.
+  start_munged
+  start_mariadbd
+  stop_daemon slurmdbd 30
+  local table
+  while read -r table; do
+    [[ -n $table ]] && mariadb -e "DROP TABLE \`$DB_NAME\`.\`$table\`"
+  done < <(mariadb -N -e "SELECT table_name FROM information_schema.tables WHERE
+      table_schema='$DB_NAME' AND table_name LIKE '${PM_CLUSTER}\\_%'")
+  mariadb -e "DELETE FROM \`$DB_NAME\`.cluster_table WHERE name='$PM_CLUSTER'" 2>/dev/null || true
   pm_up
 }
 
