@@ -244,7 +244,7 @@ def test_doubtful_accounts_are_warnings_not_errors(account: str, word: str) -> N
 
 def test_queue_cap_lowered_to_the_qos_submit_limit_with_a_note() -> None:
     found = review(with_resources("qos: debug", "timeout_hours: 0.25"))
-    assert found.max_queued_jobs == 5
+    assert (found.max_queued_jobs, found.max_running_jobs) == (5, 2)
     assert "capped to 5" in found.notes[0] and "debug" in found.notes[0]
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from campaigns.cli import main
+from campaigns.core.states import TaskState
+from fake_scheduler import SharedFake
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,6 +27,11 @@ job:
   command: "python -m campaigns.examples.mock --seed {realization} --output {output}"
   output: "r{realization:04d}/s{snapshot:02d}.hdf5"
 """
+
+
+def small(snapshots: int, sections: str) -> str:
+    """SEED cut to 2 realizations x `snapshots`, with more sections."""
+    return SEED.replace("[0, 2000]", "[0, 2]").replace("[0, 20]", f"[0, {snapshots}]") + sections
 
 
 def run(tmp_path: Path, text: str, *command: str) -> tuple[int, str]:
@@ -91,9 +98,7 @@ def test_a_placeholder_account_warns_in_validate(
 def test_a_placeholder_account_stops_submit_to_slurm_only(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = SEED.replace("[0, 2000]", "[0, 2]").replace("[0, 20]", "[0, 2]") + (
-        "resources: {account: mXXXX}\n"
-    )
+    text = small(2, "resources: {account: mXXXX}\n")
     code, config = run(tmp_path, text, "init")
     assert code == 0
     args = [config, "--root", str(tmp_path / "root")]
@@ -104,3 +109,36 @@ def test_a_placeholder_account_stops_submit_to_slurm_only(
     assert main(["status", *args, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["counts"]["pending"] == 4  # nothing changed
     assert main(["submit", *args, "--backend", "fake"]) == 0  # no account needed there
+
+
+def test_estimate_on_debug_runs_two_at_a_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = small(5, "execution: {timeout_hours: 0.5}\nresources: {account: m1234, qos: debug}\n")
+    code, _ = run(tmp_path, text, "estimate", "--json")
+    report = json.loads(capsys.readouterr().out)
+    # 10 jobs of 30 minutes; debug runs 2 of a user's jobs at once: 5 rounds of 0.5 h.
+    assert code == 0 and report["expected_wall_hours"] == pytest.approx(2.5)
+    assert "2 tasks at once" in report["basis"]
+
+
+@pytest.mark.usefixtures("fake_backend")
+def test_timeout_escalation_stops_at_the_qos_walltime(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = small(
+        1,
+        "execution: {timeout_hours: 0.4, max_retries: 2, retry_backoff: none}\n"
+        "resources: {account: m1234, qos: debug}\n",
+    )
+    code, config = run(tmp_path, text, "init")
+    args = [config, "--root", str(tmp_path / "root")]
+    assert code == 0 and main(["submit", *args, "--backend", "fake"]) == 0
+    fake = SharedFake.instance
+    assert fake is not None
+    fake.set_all(TaskState.TIMEOUT)
+    assert main(["monitor", *args, "--once"]) == 0
+    assert main(["retry", *args, "--submit", "--ignore-backoff", "--backend", "fake"]) == 0
+    times = [a.request.resources.time_minutes for a in fake.arrays.values()]
+    # 24 minutes, then 1.5 x 24 = 36 minutes: beyond debug's 30, so 30.
+    assert times == [24, 30]

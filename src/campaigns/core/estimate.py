@@ -130,9 +130,12 @@ def estimate_group(
 
 
 def concurrency(n_tasks: int, limits: Limits) -> int:
-    """Tasks that can run at once: bounded by the queue cap and each array's throttle."""
+    """Tasks that can run at once: bounded by the queue cap, each array's throttle and the
+    QOS's running-jobs limit."""
     arrays_in_queue = max(1, limits.max_queued_jobs // limits.tasks_per_array)
-    return max(1, min(n_tasks, limits.max_queued_jobs, limits.array_parallelism * arrays_in_queue))
+    running = limits.max_running_jobs or n_tasks
+    slots = min(n_tasks, limits.max_queued_jobs, limits.array_parallelism * arrays_in_queue)
+    return max(1, min(slots, running))
 
 
 def expected_wall_hours(

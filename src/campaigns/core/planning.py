@@ -23,6 +23,7 @@ class Limits:
     jobs_per_task: int
     array_parallelism: int
     max_queued_jobs: int
+    max_running_jobs: int | None = None  # the QOS's running-jobs limit per user, if any
 
     @property
     def tasks_per_array(self) -> int:

@@ -36,6 +36,7 @@ class SiteReview:
     notes: tuple[str, ...] = ()
     account_error: ConfigError | None = None  # a warning in validate; submit to Slurm refuses
     max_queued_jobs: int | None = None  # the machine's cap, lowered to the QOS submit limits
+    max_running_jobs: int | None = None  # the smallest running-jobs limit of the QOS in use
 
 
 def review_site(spec: CampaignSpec) -> SiteReview:
@@ -55,7 +56,8 @@ def review_site(spec: CampaignSpec) -> SiteReview:
         problem = _check_account(spec, site, task.account, gpu, where)
         account_error = account_error or problem
     cap, notes = _queue_cap(spec.machine.max_queued_jobs, used.values())
-    return SiteReview(tuple(notes), account_error, cap)
+    running = [q.max_running_jobs for q in used.values() if q.max_running_jobs is not None]
+    return SiteReview(tuple(notes), account_error, cap, min(running, default=None))
 
 
 def ceilings(site: Site, resources: Resources, policy: RetryPolicy) -> RetryPolicy:
@@ -73,7 +75,6 @@ class _Where:
     """Which key of which file set a group's resource or execution setting."""
 
     def __init__(self, spec: CampaignSpec, mask: int) -> None:
-        self.spec = spec
         self.tiers: list[tuple[KeyPath, dict[str, object]]] = [
             (("overrides", i, "resources"), dict(o.resources))
             for i, o in reversed(list(enumerate(spec.overrides)))

@@ -153,6 +153,7 @@ class Context:
             jobs_per_task=execution.jobs_per_task,
             array_parallelism=execution.array_parallelism,
             max_queued_jobs=self.site.max_queued_jobs or machine.max_queued_jobs,
+            max_running_jobs=self.site.max_running_jobs,
         )
 
     def lock(self) -> CampaignLock | CampaignLease:
