@@ -5,9 +5,8 @@ request itself (exit 1, the directive and the fix). Nothing is lost or submitted
 
 from __future__ import annotations
 
-import random
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,23 +14,9 @@ import pytest
 from campaigns.core.spec import Resources
 from campaigns.errors import SiteConfigError, SiteLimitError
 from campaigns.ops import holds
-from campaigns.ops.manager import CampaignManager
 from campaigns.scheduler.slurm_refusals import CONFIG, LIMIT, classify, config_message
 from fake_scheduler import FakeScheduler
-
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
-CAMPAIGN = """\
-campaign: {name: "Refused", version: "r1", machine: local}
-parameters:
-  realization: {range: [0, 6]}
-job:
-  command: "echo {realization} > {output}"
-  output: "r{realization}.txt"
-execution:
-  batch_size: 4
-  max_retries: 2
-  retry_backoff: {base_seconds: 60, factor: 2, max_seconds: 600, jitter: 0}
-"""
+from test_ops_submit import CAMPAIGN, Clock, manager
 
 #: sbatch's stderr (one line, as the backend reads it), recorded on the test cluster.
 VIOLATES = (
@@ -100,26 +85,6 @@ def test_a_configuration_refusal_names_the_directive_and_the_fix() -> None:
 
 
 # -- with the scheduler fake -------------------------------------------------------------
-
-
-class Clock:
-    """A clock the test moves."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def manager(config: Path, fake: FakeScheduler, clock: Clock) -> CampaignManager:
-    return CampaignManager(
-        config,
-        root=config.parent / "out",
-        clock=clock,
-        rng=random.Random(1),
-        schedulers={"fake": fake},
-    )
 
 
 @pytest.fixture

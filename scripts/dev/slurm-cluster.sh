@@ -268,6 +268,33 @@ applied_hash_ok() { # conf-file state-name
 }
 record_hash() { mkdir -p "$STATE_DIR"; conf_hash "$1" >"$STATE_DIR/$2.sha"; }
 
+# slurm.conf lines both clusters share (scheduling, no cgroups, limits, timings)
+common_settings() {
+  cat <<EOF
+# no cgroups in containers / CI
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+MpiDefault=none
+
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+# start jobs immediately instead of every few seconds
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
+# Slurm's cron (scrontab), as NERSC offers it to workflow managers: the autopilot uses it
+ScronParameters=enable
+# small on purpose: tests must exercise splitting campaigns into several arrays
+# (largest allowed array index is MaxArraySize-1)
+MaxArraySize=$MAX_ARRAY_SIZE
+MaxJobCount=$MAX_JOB_COUNT
+MinJobAge=60
+MailProg=/bin/true
+ReturnToService=2
+KillWait=5
+OverTimeLimit=0
+InactiveLimit=0
+EOF
+}
+
 write_configs() {
   install -d -m 755 "$CONF_DIR" "$LOG_DIR" "$SLURMD_SPOOL"
   install -d -m 700 "$CTLD_STATE"
@@ -295,27 +322,7 @@ SlurmdLogFile=${LOGFILE[slurmd]}
 SlurmctldDebug=info
 SlurmdDebug=info
 
-# no cgroups in containers / CI
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-MpiDefault=none
-
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-# start jobs immediately instead of every few seconds
-SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
-# Slurm's cron (scrontab), as NERSC offers it to workflow managers: the autopilot uses it
-ScronParameters=enable
-# small on purpose: tests must exercise splitting campaigns into several arrays
-# (largest allowed array index is MaxArraySize-1)
-MaxArraySize=$MAX_ARRAY_SIZE
-MaxJobCount=$MAX_JOB_COUNT
-MinJobAge=60
-MailProg=/bin/true
-ReturnToService=2
-KillWait=5
-OverTimeLimit=0
-InactiveLimit=0
+$(common_settings)
 
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
@@ -480,16 +487,23 @@ start_slurm() {
 }
 
 # ------------------------------------------------------------- subcommands --
-cmd_status() {
-  local ok=0 d pids st
-  for d in "${DAEMONS[@]}"; do
+# One line per daemon; exit 1 if any is not running.
+report_daemons() { # width daemon...
+  local width=$1 d pids rc=0; shift
+  for d in "$@"; do
     pids=$(daemon_pids "$d")
     if [[ -n $pids ]]; then
-      printf '  %-10s running (pid %s)\n' "$d" "$(echo $pids)"
+      printf "  %-${width}s running (pid %s)\n" "$d" "$(echo $pids)"
     else
-      printf '  %-10s NOT RUNNING\n' "$d"; ok=1
+      printf "  %-${width}s NOT RUNNING\n" "$d"; rc=1
     fi
   done
+  return $rc
+}
+
+cmd_status() {
+  local ok=0 st
+  report_daemons 10 "${DAEMONS[@]}" || ok=1
   st=$(node_state)
   if [[ $st =~ ^(idle|mixed|allocated|completing)$ ]]; then
     printf '  %-10s %s\n' "node" "$NODE: $st"
@@ -670,22 +684,7 @@ SlurmdLogFile=$LOG_DIR/perlmutter-slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-MpiDefault=none
-
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
-ScronParameters=enable
-MaxArraySize=$MAX_ARRAY_SIZE
-MaxJobCount=$MAX_JOB_COUNT
-MinJobAge=60
-MailProg=/bin/true
-ReturnToService=2
-KillWait=5
-OverTimeLimit=0
-InactiveLimit=0
+$(common_settings)
 # refuse at submission what can never run (time over the partition's limit, ...)
 EnforcePartLimits=ALL
 
@@ -819,15 +818,8 @@ setup_pm_accounting() {
 }
 
 pm_status() {
-  local ok=0 d pids st n
-  for d in "${PM_DAEMONS[@]}"; do
-    pids=$(daemon_pids "$d")
-    if [[ -n $pids ]]; then
-      printf '  %-18s running (pid %s)\n' "$d" "$(echo $pids)"
-    else
-      printf '  %-18s NOT RUNNING\n' "$d"; ok=1
-    fi
-  done
+  local ok=0 st n
+  report_daemons 18 "${PM_DAEMONS[@]}" || ok=1
   for n in "${PM_NODES[@]}"; do
     st=$(pm_node_state "$n")
     if [[ $st =~ ^(idle|mixed|allocated|completing)$ ]]; then
