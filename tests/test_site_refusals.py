@@ -14,7 +14,13 @@ import pytest
 from campaigns.core.spec import Resources
 from campaigns.errors import SiteConfigError, SiteLimitError
 from campaigns.ops import holds
-from campaigns.scheduler.slurm_refusals import CONFIG, LIMIT, classify, config_message
+from campaigns.scheduler.slurm_refusals import (
+    CONFIG,
+    LIMIT,
+    classify,
+    config_message,
+    limit_message,
+)
 from fake_scheduler import FakeScheduler
 from test_ops_submit import CAMPAIGN, Clock, manager
 
@@ -69,6 +75,16 @@ def test_sbatch_refusals_are_classified(message: str) -> None:
 def test_other_failures_are_not_refusals() -> None:
     assert classify("sbatch: error: Batch job submission failed: Socket timed out") is None
     assert classify("sbatch: error: Batch job submission failed: Unknown error") is None
+
+
+def test_a_limit_refusal_says_which_limit() -> None:
+    full = classify(f"sbatch: error: QOSMaxSubmitJobPerUserLimit; {VIOLATES}")
+    assert full is not None
+    assert limit_message(full, "array 2") == (
+        'sbatch refused array 2 for a site limit: "QOSMaxSubmitJobPerUserLimit"'
+    )
+    array = classify("sbatch: error: Batch job submission failed: Invalid job array specification")
+    assert array is not None and "machine.max_array_size" in limit_message(array, "array 2")
 
 
 def test_a_configuration_refusal_names_the_directive_and_the_fix() -> None:

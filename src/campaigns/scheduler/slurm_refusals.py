@@ -163,5 +163,12 @@ def config_message(refusal: Refusal, res: Resources, what: str) -> str:
 
 
 def limit_message(refusal: Refusal, what: str) -> str:
-    """One line: which limit held the submission back."""
-    return f'sbatch refused {what} for a site limit: "{refusal.reason}"'
+    """One line: which limit held the submission back (and, for the array size, the cure
+    should it persist)."""
+    text = f'sbatch refused {what} for a site limit: "{refusal.reason}"'
+    if refusal.directive == "--array":
+        text += (
+            " (if this repeats, the site's MaxArraySize is below the array: lower or remove "
+            "machine.max_array_size, and campaigns reads it from `scontrol show config`)"
+        )
+    return text
