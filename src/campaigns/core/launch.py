@@ -4,9 +4,11 @@ launcher with the job's numbers filled in and what srun no longer inherits added
 Since Slurm 22.05, srun does not inherit the batch script's `--cpus-per-task`: without
 `-c` (or `SRUN_CPUS_PER_TASK`, which the sbatch script exports as well) every rank gets one
 CPU. GPU jobs get one GPU per task with all of the node's GPUs visible to every task
-(`--gpus-per-task=1 --gpu-bind=none`), NERSC's documented layout for Perlmutter's 4-GPU
-nodes ("1 node, 4 tasks, 4 GPUs, all GPUs visible to all tasks", docs.nersc.gov/jobs/
-examples and jobs/affinity, read 2026-11), which CUDA-aware MPI needs for peer access.
+(`--gpus-per-task=1 --gpu-bind=none`): the layout of NERSC's Perlmutter GPU job example
+"1 node, 4 tasks, 4 GPUs, all GPUs visible to all tasks" (docs.nersc.gov/jobs/examples/,
+see also docs.nersc.gov/jobs/affinity/), which CUDA-aware MPI needs for peer access.
+Checked here on the test cluster only (Slurm 22.05 accepts it in a `--gpus-per-node`
+allocation); re-read the NERSC page when its Slurm changes.
 A launcher that already says `-c`/`--cpus-per-task` or `--gpus-per-task`/`--gpu-bind` is
 left as written; launchers other than srun (mpirun) only get their placeholders filled.
 """
