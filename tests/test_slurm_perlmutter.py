@@ -37,6 +37,8 @@ job_types:
   cpu_test: {{constraint: cpu, qos: regular, nodes: 1, ntasks_per_node: 1, cpus_per_task: 2}}
   gpu_test: {{constraint: gpu, qos: regular, nodes: 1, ntasks_per_node: 1, cpus_per_task: 2,
              gpus_per_node: 1}}
+  gpu_ranks: {{constraint: gpu, qos: regular, nodes: 1, ntasks_per_node: 2, cpus_per_task: 2,
+              gpus_per_node: 2}}
 memory_levels: {{low: 200M, medium: 12G}}
 parameters:
   i: {{range: [0, {n}]}}
@@ -58,8 +60,13 @@ GPU_OVERRIDE = """\
 overrides:
   - match: {i: 3}
     resources: {job_type: gpu_test, account: m0001_g}
+  - match: {i: 2}
+    resources: {job_type: gpu_ranks, account: m0001_g}
 """
-ECHO = "echo {i} $SLURM_JOB_QOS $SLURM_JOB_ACCOUNT $SLURMD_NODENAME > {output}"
+ECHO = (
+    "echo {i} $SLURM_JOB_QOS $SLURM_JOB_ACCOUNT $SLURMD_NODENAME "
+    "ranks=${{SLURM_STEP_NUM_TASKS:-1}} cpus=${{SLURM_CPUS_PER_TASK:-?}} > {output}"
+)
 
 
 @pytest.fixture
@@ -148,9 +155,21 @@ def test_scripts_are_accepted_on_cpu_and_gpu_nodes(
     outputs = {
         p.read_text().split()[0]: p.read_text().split()[1:] for p in directory.rglob("o*.txt")
     }
-    assert outputs["3"] == ["regular", "m0001_g", "pm-gpu"]
-    assert outputs["0"] == ["shared", "m0001", "pm-cpu"]
-    gpu_array = next(a for a in report["arrays"] if "gpu" in a["resources"])
+    assert outputs["3"] == ["regular", "m0001_g", "pm-gpu", "ranks=1", "cpus=2"]
+    assert outputs["0"] == ["shared", "m0001", "pm-cpu", "ranks=1", "cpus=2"]
+    # Two ranks through the launcher (srun ... --cpus-per-task=2 --gpus-per-task=1
+    # --gpu-bind=none): each rank has its 2 CPUs, as srun no longer inherits them.
+    assert outputs["2"] == ["regular", "m0001_g", "pm-gpu", "ranks=2", "cpus=2"]
+    ranks = next(a for a in report["arrays"] if "2 gpu/node" in a["resources"])
+    header = json.loads((Path(ranks["folder"]) / "array.json").read_text())
+    assert header["launcher"] == (
+        "srun --cpu-bind=cores --cpus-per-task=2 --gpus-per-task=1 --gpu-bind=none"
+    )
+    assert (
+        "export SRUN_CPUS_PER_TASK=2"
+        in next(Path(ranks["folder"]).glob("*_submission.sh")).read_text()
+    )
+    gpu_array = next(a for a in report["arrays"] if "1 gpu/node" in a["resources"])
     script = next(Path(gpu_array["folder"]).glob("*_submission.sh")).read_text()
     for directive in (
         "--constraint=gpu",
