@@ -4,6 +4,9 @@ Slurm tests (`@pytest.mark.slurm`) run against the real cluster that
 `scripts/dev/slurm-cluster.sh up` starts. Without Slurm they skip with a
 reason, except when CI is set or CAMPAIGNS_REQUIRE_SLURM=1: then a skipped or
 missing Slurm test fails the session, so CI can never go green without them.
+The Perlmutter-shaped cluster's tests (`@pytest.mark.perlmutter`, started by
+`scripts/dev/slurm-cluster.sh up --profile perlmutter`, selected with SLURM_CONF) run in
+the same session and are required by the same variable.
 
 PostgreSQL tests (`@pytest.mark.postgres`, and the `postgresql` half of every test
 that takes the `db_url` or `database` fixture) run against the real server of
@@ -34,7 +37,8 @@ REQUIRE_BROWSER = os.environ.get("CAMPAIGNS_REQUIRE_BROWSER") == "1" or bool(os.
 REPO_CAMPAIGNS = Path(__file__).resolve().parents[1] / "campaigns"
 #: Outcomes of the tests that CI requires, per marker.
 _outcomes: dict[str, dict[str, int]] = {
-    marker: {"passed": 0, "skipped": 0, "failed": 0} for marker in ("slurm", "postgres", "browser")
+    marker: {"passed": 0, "skipped": 0, "failed": 0}
+    for marker in ("slurm", "perlmutter", "postgres", "browser")
 }
 
 
@@ -82,6 +86,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     required = {
         "slurm": (REQUIRE_SLURM, "CAMPAIGNS_REQUIRE_SLURM", "scripts/dev/slurm-cluster.sh up"),
+        "perlmutter": (
+            REQUIRE_SLURM,
+            "CAMPAIGNS_REQUIRE_SLURM",
+            "scripts/dev/slurm-cluster.sh up --profile perlmutter",
+        ),
         "postgres": (REQUIRE_POSTGRES, "CAMPAIGNS_REQUIRE_POSTGRES", "scripts/dev/postgres.sh up"),
         "browser": (REQUIRE_BROWSER, "CAMPAIGNS_REQUIRE_BROWSER", "scripts/dev/browser-deps.sh"),
     }

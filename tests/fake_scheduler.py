@@ -12,6 +12,7 @@ from pathlib import Path
 
 from campaigns.core.spec import Machine
 from campaigns.core.states import TaskState
+from campaigns.errors import SchedulerError, SiteLimitError
 from campaigns.node.worker import TaskRunner
 from campaigns.scheduler.base import ArrayRequest, ArrayStatus, TaskStatus
 
@@ -40,6 +41,12 @@ class FakeScheduler:
         self.crash_before_submit = False  # die between recording the intent and sbatch
         self.crash_after_submit = False  # die between sbatch and recording its id
         self.cancelled: list[str] = []
+        # Refusals, as a site's sbatch says no: each submit raises the next one queued here,
+        # and with `max_submitted` (a QOS's MaxSubmitJobsPerUser) an array that would put
+        # more tasks than that in the queue is refused for the limit.
+        self.refusals: list[SchedulerError] = []
+        self.max_submitted: int | None = None
+        self.refused = 0
 
     @classmethod
     def from_machine(cls, machine: Machine) -> FakeScheduler:
@@ -64,6 +71,22 @@ class FakeScheduler:
         if self.crash_before_submit:
             self.crash_before_submit = False
             raise Crash("killed before sbatch")
+        if self.refusals:
+            self.refused += 1
+            raise self.refusals.pop(0)
+        if self.max_submitted is not None:
+            queued = sum(
+                1
+                for array in self.arrays.values()
+                for index in range(array.request.n_tasks)
+                if index not in array.tasks or not array.tasks[index].state.is_final
+            )
+            if queued + request.n_tasks > self.max_submitted:
+                self.refused += 1
+                raise SiteLimitError(
+                    f"sbatch refused {request.folder.name} for a site limit: "
+                    '"QOSMaxSubmitJobPerUserLimit"'
+                )
         scheduler_id = f"F{len(self.arrays) + 1}"
         self.arrays[scheduler_id] = Submitted(scheduler_id, request)
         if self.crash_after_submit:

@@ -18,6 +18,7 @@ from campaigns.scheduler.slurm_autopilot import (
     batch_script,
     cron_schedule,
     crontab_block,
+    pinned,
     without_block,
 )
 
@@ -54,6 +55,15 @@ def test_the_scrontab_block_keeps_other_entries() -> None:
     assert block[2].startswith("*/5 * * * * /venv/bin/python -m campaigns autopilot /c.yaml")
     theirs = ["# my own", "0 3 * * * backup.sh"]
     assert without_block([*theirs[:1], *block, *theirs[1:]], JOB.tag) == theirs
+
+
+def test_the_tick_keeps_the_cluster_it_was_installed_on() -> None:
+    conf = "/etc/slurm-perlmutter/slurm.conf"
+    tick = pinned(JOB, {"SLURM_CONF": conf})
+    assert tick.argv[:2] == ("env", f"SLURM_CONF={conf}") and tick.argv[2:] == JOB.argv
+    assert crontab_block(tick)[2].startswith(f"*/5 * * * * env SLURM_CONF={conf} /venv/bin/")
+    assert pinned(tick, {"SLURM_CONF": conf}) == tick  # installed twice: pinned once
+    assert pinned(JOB, {}) == JOB
 
 
 def test_the_batch_tick_queues_the_next_one_before_it_runs() -> None:

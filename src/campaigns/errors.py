@@ -9,7 +9,10 @@
     ├── IllegalTransitionError    a job state change the state machine forbids (a bug)
     └── OperationalError (exit 1) the world failed us after retries
         ├── SchedulerError        sbatch/sacct/scancel failed persistently
-        │   └── SubmissionUnknownError   sbatch's outcome unknown; the next run settles it
+        │   ├── SubmissionUnknownError   sbatch's outcome unknown; the next run settles it
+        │   ├── SiteLimitError    sbatch refused for a site limit: the jobs wait, a later
+        │   │                     cycle tries again (submit holds it; it rarely escapes)
+        │   └── SiteConfigError   sbatch refused the request itself: names the directive and fix
         └── StoreError            the database could not be read or written
 
 Only ``campaigns.cli.main`` catches these; it prints ``error: <message>`` and
@@ -102,6 +105,16 @@ class SchedulerError(OperationalError):
 
 class SubmissionUnknownError(SchedulerError):
     """It is unknown whether a submission reached the scheduler; crash recovery settles it."""
+
+
+class SiteLimitError(SchedulerError):
+    """The scheduler refused a submission for a limit of the site (jobs queued per user, array
+    size): nothing reached it; the same request may pass once the queue has room."""
+
+
+class SiteConfigError(SchedulerError):
+    """The scheduler refused the request itself (QOS, account, constraint, time, memory): no
+    retry passes until the campaign or machine file changes."""
 
 
 class StoreError(OperationalError):

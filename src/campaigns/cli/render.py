@@ -95,7 +95,11 @@ def submission(report: SubmitReport) -> None:
             f"[yellow]{report.cancelled_jobs:,} jobs are cancelled[/] and are not submitted: "
             "`retry --reset --state cancelled --submit` resumes them"
         )
+    if report.held:
+        console.print(f"[yellow]held:[/] {report.held}")
     if not report.arrays:
+        if report.held:
+            return
         console.print(
             f"nothing to submit ({report.waiting_jobs} pending jobs wait for queue room)"
             if report.waiting_jobs

@@ -49,6 +49,12 @@ def check(ctx: Context) -> Trip | None:
     return trip
 
 
+def open_now(ctx: Context, reason: str) -> None:
+    """Open the breaker for a cause outside the failure window (a refusal no retry passes)."""
+    if not state(ctx).open:
+        ctx.store.add_event(OPEN, reason, ctx.clock())
+
+
 def refuse_if_open(ctx: Context) -> None:
     """Raise CircuitOpenError, saying why and what to do, while the breaker is open."""
     current = state(ctx)

@@ -101,7 +101,13 @@ class CampaignManager(Context):
             if selection is not None:
                 keys = [r["key"] for r in selected(self, selection, ["key"])]
             return submit(
-                self, name, limit=limit, dry_run=dry_run, recovered=recovered, only_keys=keys
+                self,
+                name,
+                limit=limit,
+                dry_run=dry_run,
+                recovered=recovered,
+                only_keys=keys,
+                patient=False,  # the user asked: try now, even while a site limit holds
             )
 
     def export_jobs(self, path: str | os.PathLike[str]) -> ExportReport:

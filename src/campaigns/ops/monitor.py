@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+from campaigns.errors import SiteConfigError
 from campaigns.ops import breaker, notify
 from campaigns.ops import retry as retrying
 from campaigns.ops import submit as submitting
@@ -32,17 +33,35 @@ def step(
     if trip is not None:
         done.append(f"circuit breaker opened: {trip.reason()}")
     if resubmit and not breaker.state(ctx).open:
-        retried = retrying.retry(ctx, submit=True, backend=backend)
-        name = ctx.backend(backend or ctx.store.campaign().get("backend"))
-        submitted = submitting.submit(ctx, name)
-        if retried.reset:
-            done.append(f"retried {len(retried.reset)}")
-        total = submitted.submitted_jobs + (retried.submit.submitted_jobs if retried.submit else 0)
-        if total:
-            done.append(f"submitted {total}")
+        try:
+            done += _keep_going(ctx, backend)
+        except SiteConfigError as exc:
+            # No later tick can pass either: stop submitting until the user has fixed the file.
+            breaker.open_now(ctx, f"sbatch refused the request itself: {exc}")
+            raise SiteConfigError(
+                f"{exc} Submission is stopped (the circuit breaker is open) until "
+                f"`submit --resume {ctx.config_path}`."
+            ) from exc
     report = status(ctx, reconciled_at=ctx.clock(), scheduler_error=error)
     done += [f"notified {kind}" for kind in notify.after_tick(ctx, report, trip)]
     return report, done
+
+
+def _keep_going(ctx: Context, backend: str | None) -> list[str]:
+    """Due retries and pending jobs submitted; what was done."""
+    done = []
+    retried = retrying.retry(ctx, submit=True, backend=backend)
+    name = ctx.backend(backend or ctx.store.campaign().get("backend"))
+    submitted = submitting.submit(ctx, name)
+    if retried.reset:
+        done.append(f"retried {len(retried.reset)}")
+    total = submitted.submitted_jobs + (retried.submit.submitted_jobs if retried.submit else 0)
+    if total:
+        done.append(f"submitted {total}")
+    held = submitted.held or (retried.submit.held if retried.submit else None)
+    if held:
+        done.append(held)
+    return done
 
 
 def watch(

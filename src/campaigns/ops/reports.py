@@ -91,6 +91,7 @@ class SubmitReport:
     waiting_jobs: int  # pending jobs left for a later submit (queue cap, --limit)
     recovered: list[str] = field(default_factory=list)  # what crash recovery found
     cancelled_jobs: int = 0  # cancelled jobs in the campaign: not submitted until resumed
+    held: str | None = None  # a site limit refused a submission: until when, and why
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""

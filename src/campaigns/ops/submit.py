@@ -5,6 +5,13 @@ jobs `queued`) in one transaction, write the array folder (`array.json`,
 `tasks.jsonl` with every job's rendered, shell-quoted command), submit with the token in
 the scheduler's job name, then record the scheduler id. A crash anywhere leaves either
 nothing or an intent that `reconcile.recover_intents` settles by the token.
+
+A refusal is never a job failure. When the scheduler refuses an array for a site limit
+(`SiteLimitError`: the user's queue is full), its intent is abandoned (jobs back to
+pending, the attempt unspent), submission stops for this step and is held (`holds`): the
+next `monitor --submit` cycle after the back-off tries again. A refusal of the request
+itself (`SiteConfigError`: a QOS, account, constraint or time the site rejects) abandons
+the intent the same way and stops with exit 1 and the fix.
 """
 
 from __future__ import annotations
@@ -17,12 +24,20 @@ from pathlib import Path
 from typing import Any
 
 from campaigns.core.expand import CommandTemplate
+from campaigns.core.launch import launcher_command
 from campaigns.core.planning import ArrayPlan, plan_arrays
 from campaigns.core.policy import scaled
+from campaigns.core.site import Site
 from campaigns.core.spec import JobGroup, Resources
 from campaigns.core.states import JobState
-from campaigns.errors import SchedulerError, SubmissionUnknownError
+from campaigns.errors import (
+    SchedulerError,
+    SiteConfigError,
+    SiteLimitError,
+    SubmissionUnknownError,
+)
 from campaigns.node.files import write_atomic
+from campaigns.ops import holds
 from campaigns.ops.breaker import refuse_if_open
 from campaigns.ops.context import Context
 from campaigns.ops.reports import ArraySummary, SubmitReport
@@ -37,15 +52,18 @@ def submit(
     dry_run: bool = False,
     recovered: Sequence[str] = (),
     only_keys: Sequence[str] | None = None,
+    patient: bool = True,
 ) -> SubmitReport:
     """Plan and submit pending jobs (or only `only_keys`; a dry run also takes failed ones).
 
     The caller holds the campaign lock (a dry run needs none). While the circuit breaker
-    is open nothing is submitted (CircuitOpenError), except in a dry run."""
+    is open nothing is submitted (CircuitOpenError), except in a dry run. While a site
+    limit holds submission (`holds`), a `patient` caller (`monitor --submit`, the
+    autopilot) submits nothing; the user's own `submit` tries at once."""
     if not dry_run:
         refuse_if_open(ctx)
         refuse_account(ctx, name)
-    return _Submission(ctx, name).run(limit, dry_run, list(recovered), only_keys)
+    return _Submission(ctx, name).run(limit, dry_run, list(recovered), only_keys, patient)
 
 
 def refuse_account(ctx: Context, name: str) -> None:
@@ -72,8 +90,17 @@ class _Submission:
         dry_run: bool,
         recovered: list[str],
         only_keys: Sequence[str] | None,
+        patient: bool = True,
     ) -> SubmitReport:
         name, scheduler, store = self.name, self.scheduler, self.store
+        held = holds.active(self.ctx) if patient and not dry_run else None
+        if held is not None:
+            waiting = (
+                store.counts().get(JobState.PENDING.value, 0)
+                if only_keys is None
+                else len(store.jobs(states=["pending"], columns=["id"], keys=only_keys))
+            )
+            return SubmitReport(name, dry_run, [], 0, waiting, recovered, held=held.describe())
         groups = {
             gid: JobGroup(gid, Resources.from_dict(g["resources"]), g["max_retries"])
             for gid, g in store.groups().items()
@@ -92,14 +119,24 @@ class _Submission:
         job_ids = [jid for array in plan.arrays for task in array.tasks for jid in task]
         wanted = set(job_ids)
         jobs = {r["id"]: r for r in store.jobs(states=states, keys=only_keys) if r["id"] in wanted}
-        summaries = []
+        summaries: list[ArraySummary] = []
         if not dry_run:
             store.set_backend(name)  # `retry --submit` uses the backend last submitted to
+        hold = None
         for array in plan.arrays:
             real = dataclasses.replace(array, group=groups[array.group].index)  # virtual -> real
-            summaries.append(self._submit_array(name, scheduler, real, jobs, dry_run))
+            try:
+                summaries.append(self._submit_array(name, scheduler, real, jobs, dry_run))
+            except SiteLimitError as exc:  # the intent was abandoned: its jobs are pending
+                hold = holds.hold(self.ctx, str(exc)).describe()
+                break
+            if len(summaries) == 1 and not dry_run:
+                holds.clear(self.ctx)  # the queue had room: a later refusal starts afresh
         submitted = sum(s.n_jobs for s in summaries)
-        return SubmitReport(name, dry_run, summaries, submitted, plan.waiting, recovered, cancelled)
+        waiting = plan.waiting + sum(a.n_jobs for a in plan.arrays) - submitted
+        return SubmitReport(
+            name, dry_run, summaries, submitted, waiting, recovered, cancelled, held=hold
+        )
 
     def _escalated_groups(
         self, candidates: Sequence[Mapping[str, Any]], groups: dict[int, JobGroup]
@@ -189,6 +226,9 @@ class _Submission:
             scheduler_id = scheduler.submit(request)
         except SubmissionUnknownError:
             raise  # keep the intent: recover_intents() looks for it by token next time
+        except SiteConfigError as exc:
+            store.abandon(submission_id, str(exc), self.ctx.clock())
+            raise SiteConfigError(f"{exc}{_machine_view(self.spec.machine.site)}") from exc
         except SchedulerError as exc:
             store.abandon(submission_id, str(exc), self.ctx.clock())
             raise
@@ -228,9 +268,7 @@ class _Submission:
                 entries.append(self._task_entry(job, attempt_of[job_id], folder, template))
             lines.append(json.dumps({"jobs": entries}))
         write_atomic(folder / "tasks.jsonl", "\n".join(lines) + "\n")
-        launcher = None
-        if array.resources.ntasks > 1:
-            launcher = self.spec.machine.launcher.replace("{ntasks}", str(array.resources.ntasks))
+        launcher = launcher_command(self.spec.machine.launcher, array.resources)
         header = {
             "campaign": self.spec.name,
             "version": self.spec.version,
@@ -290,3 +328,19 @@ class _Submission:
             "manifest": str(folder / "manifests" / f"{job['uid']}.json"),
             "env": dict(self.spec.env),
         }
+
+
+def _machine_view(site: Site) -> str:
+    """What the machine file believes of the site, to set beside the site's refusal."""
+    if not site.known:
+        return ""
+    parts = []
+    if site.qos:
+        parts.append(f"QOS {', '.join(site.qos)}")
+    if site.node_types:
+        nodes = ", ".join(
+            f"{n.name} ({n.cpus} CPUs, {n.memory_mb} MB{f', {n.gpus} GPUs' if n.gpus else ''})"
+            for n in site.node_types.values()
+        )
+        parts.append(f"node types {nodes}")
+    return f" The machine file lists {'; '.join(parts)}: if the site differs, correct it there."

@@ -10,12 +10,13 @@ autopilot folder, plus a `scancel` of the queued tick, ends it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from campaigns.errors import SchedulerError
@@ -67,6 +68,16 @@ def without_block(lines: Sequence[str], tag: str) -> list[str]:
     return out
 
 
+def pinned(job: TickJob, environ: Mapping[str, str]) -> TickJob:
+    """The tick with the cluster it was installed on pinned (pure): a `SLURM_CONF` in the
+    installing environment (a second cluster on the same host, a site module) is passed
+    on explicitly, since a scrontab job does not inherit the environment scrontab ran in."""
+    conf = environ.get("SLURM_CONF")
+    if not conf or job.argv[:1] == ("env",):
+        return job
+    return dataclasses.replace(job, argv=("env", f"SLURM_CONF={conf}", *job.argv))
+
+
 def batch_script(job: TickJob) -> str:
     """The self-queueing batch tick (pure)."""
     script = job.folder / "tick.sbatch"
@@ -95,6 +106,7 @@ class SlurmAutopilot:
     def install(self, job: TickJob) -> str:
         """Install the tick; falls back to the batch chain where scrontab refuses."""
         job.folder.mkdir(parents=True, exist_ok=True)
+        job = pinned(job, os.environ)
         if job.method == "batch":
             self.method = "batch"
         if self.method == "scrontab":

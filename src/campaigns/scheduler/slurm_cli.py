@@ -31,8 +31,9 @@ from tenacity import (
     wait_exponential,
 )
 
-from campaigns.errors import SchedulerError
+from campaigns.errors import SchedulerError, SiteConfigError, SiteLimitError
 from campaigns.scheduler.base import ArrayRequest
+from campaigns.scheduler.slurm_refusals import LIMIT, classify, config_message, limit_message
 from campaigns.scheduler.slurm_text import advice, one_line
 
 #: Messages of sbatch/sacct failures worth another try.
@@ -159,9 +160,15 @@ def sbatch(request: ArrayRequest, python: str, params: Mapping[str, Any], comman
             or "unknown reason" in message
         ):  # sbatch may have run: the retry looks first
             raise Transient(f'sbatch said "{message}"') from exc
+        what = f"array {request.folder.name} ({request.n_tasks} tasks)"
+        refusal = classify(message)
+        if refusal is not None and refusal.kind == LIMIT:
+            raise SiteLimitError(limit_message(refusal, what)) from exc
+        if refusal is not None:
+            raise SiteConfigError(config_message(refusal, request.resources, what)) from exc
         raise SchedulerError(
-            f"sbatch refused array {request.folder.name} ({request.n_tasks} tasks, "
-            f'{request.resources.describe()}): "{message}". {advice(message)} '
+            f"sbatch refused {what}, {request.resources.describe()}: "
+            f'"{message}". {advice(message)} '
             "Its jobs stay pending; `submit --dry-run` prints the script."
         ) from exc
     # submitit keeps a `.submission_file_*.sh` symlink to `{id}_submission.sh`: one file is enough.

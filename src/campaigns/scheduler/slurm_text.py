@@ -52,7 +52,7 @@ def sbatch_parameters(request: ArrayRequest) -> dict[str, Any]:
         "nodes": res.nodes,
         "ntasks_per_node": res.ntasks_per_node,
         "cpus_per_task": res.cpus_per_task,
-        "setup": list(request.setup) or None,
+        "setup": _setup(request) or None,
         "array_parallelism": max(1, request.parallelism),
         "stderr_to_stdout": True,
         "use_srun": False,
@@ -82,6 +82,16 @@ def sbatch_parameters(request: ArrayRequest) -> dict[str, Any]:
         extra[name] = value
     params["additional_parameters"] = extra
     return params
+
+
+def _setup(request: ArrayRequest) -> list[str]:
+    """The machine's setup lines; for a multi-task job first `SRUN_CPUS_PER_TASK`: since Slurm
+    22.05 srun does not inherit --cpus-per-task, and a user's command may call srun itself."""
+    res = request.resources
+    lines = list(request.setup)
+    if res.ntasks > 1:
+        lines.insert(0, f"export SRUN_CPUS_PER_TASK={res.cpus_per_task}")
+    return lines
 
 
 def parse_sacct(text: str) -> dict[str, dict[int, TaskStatus]]:
