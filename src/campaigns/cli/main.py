@@ -196,7 +196,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_qa(args: argparse.Namespace) -> int:
     manager = _manager(args)
-    report = manager.qa(requeue=args.requeue)
+    report = manager.qa(requeue=args.requeue, full=args.full)
     _emit(args, report, "qa")
     if report.invalid:
         keys = ", ".join(key for key, _ in report.invalid[:5])
