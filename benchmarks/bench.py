@@ -262,9 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     profiles: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="campaigns-bench-") as tmp:
         work = Path(tmp)
+        # Every command first: a child's peak RSS counts the pages of the parent it was
+        # forked from, so the in-process work (below) waits until they are measured.
+        figures: dict[int, dict[str, float]] = {}
+        postgres: dict[int, dict[str, float]] = {}
         for n in args.sizes:
             progress(f"{n:,} jobs: init, status, submit --dry-run")
-            f = bench_size(n, work, args.repeat)
+            figures[n] = f = bench_size(n, work, args.repeat)
             config = work / f"bench_{n}.yaml"
             if n == args.sizes[0]:
                 profiles[f"status --json, {n:,} jobs: python -X importtime by package"] = (
@@ -278,7 +282,10 @@ def main(argv: list[str] | None = None) -> int:
                 f["signac_s"] = signac_init(n, work, points(n)) or 0.0
             if args.postgres:
                 progress(f"{n:,} jobs: PostgreSQL init, status")
-                pg, pg_root, pg_url = bench_postgres(n, work, args.repeat)
+                postgres[n] = bench_postgres(n, work, args.repeat)[0]
+        for n in args.sizes:
+            f = figures[n]
+            config = work / f"bench_{n}.yaml"
             progress(f"{n:,} jobs: one reconciliation")
             clean = work / f"clean_{n}"
             shutil.copytree(work / f"root_{n}", clean)
@@ -333,9 +340,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             if args.postgres:
                 progress(f"{n:,} jobs: PostgreSQL reconciliation and tick")
+                pg = postgres[n]
+                _, pg_root, pg_url = bench_postgres(n, work, 1)  # a fresh campaign for each
                 pg["reconcile_s"], _ = reconcile_all_done(config, pg_root, pg_url)
-                pg2, pg2_root, pg2_url = bench_postgres(n, work, 1)
-                pg["tick_s"], _, _ = tick_nothing_new(config, pg2_root, pg2_url)
+                _, pg_root, pg_url = bench_postgres(n, work, 1)
+                pg["tick_s"], _, _ = tick_nothing_new(config, pg_root, pg_url)
                 line("PostgreSQL: init (whole command)", f"{pg['init_s']:.2f} s", "", "")
                 line("PostgreSQL: init peak RSS", f"{pg['init_rss_mb']:.0f} MB")
                 line("PostgreSQL: status --json", f"{pg['status_s']:.2f} s")
