@@ -136,7 +136,9 @@ class Reads(Database):
         if job_ids is not None:
             query = query.where(db.attempts_table.c.job_id.in_(list(job_ids)))
         with self.reading() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+            result = conn.execute(query)
+            fields = list(result.keys())  # once, not per row (the plots read them all)
+            return [dict(zip(fields, r, strict=True)) for r in result]
 
     def open_task_count(self) -> int:
         """Array tasks of this campaign now queued or running (for the queue cap)."""
