@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -48,7 +49,16 @@ job:
   output: "r{{realization:04d}}/mock_z{{redshift:.3f}}.hdf5"
 execution: {{batch_size: 1000, max_retries: 3}}
 machine: {{max_queued_jobs: 1000000}}
+qa:
+  required_datasets: [galaxies/x]
+  min_rows: 1
+  finite_datasets: [galaxies/x]
+  required_attributes: [seed]
 """
+
+#: The campaign's redshifts (its second axis, zipped with the snapshot).
+REDSHIFTS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0, 3.5, 4.0]
+REDSHIFTS += [5.0, 6.0, 7.0, 8.0]
 
 
 def run_command(argv: Sequence[str], cwd: Path) -> tuple[float, float]:
@@ -165,28 +175,7 @@ def raw_sqlite_insert(n: int, work: Path) -> float:
     )
     conn.execute("CREATE INDEX ix_state ON jobs (state)")
     rows = []
-    zs = [
-        0.0,
-        0.1,
-        0.2,
-        0.3,
-        0.5,
-        0.7,
-        1.0,
-        1.25,
-        1.5,
-        1.75,
-        2.0,
-        2.25,
-        2.5,
-        3.0,
-        3.5,
-        4.0,
-        5.0,
-        6.0,
-        7.0,
-        8.0,
-    ]
+    zs = REDSHIFTS
     for i in range(n):
         r, s = divmod(i, 20)
         rows.append(
@@ -207,81 +196,30 @@ def raw_sqlite_insert(n: int, work: Path) -> float:
     return time.perf_counter() - start
 
 
-def reconcile_cycle(config: Path, root: Path, db_url: str | None = None) -> float:
-    """Store side of one monitor cycle: every job queued in open arrays, all reported done.
-
-    Uses a scheduler fake at the seam (the store, the manifests on disk and the
-    bulk updates are real): it reports every task COMPLETED, and each job has its
-    manifest, as after a whole campaign finished between two polls.
-    """
-    sys.path.insert(0, str(REPO / "src"))
-    from campaigns.core.states import TaskState
-    from campaigns.ops.manager import CampaignManager
-    from campaigns.scheduler.base import ArrayStatus, TaskStatus
-
-    class AllDone:
-        name = "bench"
-
-        def render(self, request):  # type: ignore[no-untyped-def]
-            return ""
-
-        def submit(self, request):  # type: ignore[no-untyped-def]
-            return f"B{request.token}"
-
-        def find(self, token, folder, since):  # type: ignore[no-untyped-def]
-            return None
-
-        def poll(self, arrays):  # type: ignore[no-untyped-def]
-            out = {}
-            for sid, folder in arrays.items():
-                n_tasks = json.loads((Path(folder) / "array.json").read_text())["n_tasks"]
-                out[sid] = ArrayStatus(
-                    {i: TaskStatus(TaskState.COMPLETED, 0) for i in range(n_tasks)}
-                )
-            return out
-
-        def cancel(self, ids):  # type: ignore[no-untyped-def]
-            pass
-
-        def max_array_size(self):  # type: ignore[no-untyped-def]
-            return None
-
-        def log_path(self, folder, sid, index):  # type: ignore[no-untyped-def]
-            return Path(folder) / f"task-{index}.log"
-
-    manager = CampaignManager(config, root=root, db_url=db_url, schedulers={"local": AllDone()})
-    manager.submit_campaign(backend="local")
-    for sub in manager.store.submissions(states=["submitted"]):
-        folder = Path(sub["log_dir"])
-        for line_text in (folder / "tasks.jsonl").read_text().splitlines():
-            for job in json.loads(line_text)["jobs"]:
-                Path(job["manifest"]).write_text(
-                    json.dumps(
-                        {
-                            "attempt": job["attempt"],
-                            "exit_code": 0,
-                            "failure": None,
-                            "started_at": "2026-01-01T00:00:00+00:00",
-                            "ended_at": "2026-01-01T00:01:00+00:00",
-                            "host": "bench",
-                            "outputs": [],
-                        }
-                    )
-                )
-    start = time.perf_counter()
-    report = manager.monitor_progress()
-    elapsed = time.perf_counter() - start
-    assert report.counts["completed"] == report.total, report.counts
-    manager.close()
-    return elapsed
-
-
 def python_startup() -> float:
     """Baseline: `python -c pass` and `python -c 'import campaigns.cli'`."""
     return best_of(5, lambda: run_command([PYTHON, "-c", "pass"], REPO))[0]
 
 
+def points(n: int) -> list[dict[str, Any]]:
+    """The campaign's parameter values, as signac statepoints."""
+    zs = REDSHIFTS
+    return [{"realization": i // 20, "snapshot": i % 20, "redshift": zs[i % 20]} for i in range(n)]
+
+
+def progress(text: str) -> None:
+    """Where the run is, on stderr (a whole run takes tens of minutes)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from paths import (
+        import_summary,
+        reconcile_all_done,
+        signac_init,
+        tick_nothing_new,
+    )
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[40_000, 100_000])
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (best is kept)")
@@ -290,8 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--postgres",
         action="store_true",
-        help="also measure init, status and a reconciliation with the campaign in PostgreSQL",
+        help="also measure init, status, a reconciliation and a tick in PostgreSQL",
     )
+    parser.add_argument("--signac-sizes", type=int, nargs="*", default=[40_000])
+    parser.add_argument("--qa-size", type=int, default=40_000, help="0: no QA figures")
+    parser.add_argument("--qa-new", type=int, default=1_000)
     args = parser.parse_args(argv)
     print(
         f"campaigns benchmarks on {platform.node()}: {os.cpu_count()} CPUs, "
@@ -299,57 +240,158 @@ def main(argv: list[str] | None = None) -> int:
     )
     startup = python_startup()
     cli_import = best_of(5, lambda: run_command([PYTHON, "-c", "import campaigns.cli"], REPO))[0]
-    manager_import = best_of(
-        5, lambda: run_command([PYTHON, "-c", "import campaigns.ops.manager"], REPO)
+    status_import = best_of(
+        5,
+        lambda: run_command(
+            [
+                PYTHON,
+                "-c",
+                "import campaigns.cli.main, campaigns.ops.status, campaigns.ops.context",
+            ],
+            REPO,
+        ),
     )[0]
     print(
         f"  python start-up {startup:.3f} s; import campaigns.cli {cli_import:.3f} s; "
-        f"import campaigns.ops.manager (SQLAlchemy, jsonschema, ...) {manager_import:.3f} s"
+        f"imports of `status` (CLI, store, SQLAlchemy) {status_import:.3f} s"
     )
-    targets = {40_000: {"init_s": 1.0, "status_s": 0.3}, 100_000: {"init_s": 2.5}}
+    targets = {
+        40_000: {"init_s": 1.0, "status_s": 0.3, "reconcile_s": 2.0, "tick_s": 1.0},
+        100_000: {"init_s": 2.5, "status_s": 0.3, "tick_s": 1.0},
+    }
+    profiles: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="campaigns-bench-") as tmp:
         work = Path(tmp)
+        # Every command first: a child's peak RSS counts the pages of the parent it was
+        # forked from, so the in-process work (below) waits until they are measured.
+        figures: dict[int, dict[str, float]] = {}
+        postgres: dict[int, dict[str, float]] = {}
         for n in args.sizes:
-            f = bench_size(n, work, args.repeat)
-            if args.postgres:
-                pg, pg_root, pg_url = bench_postgres(n, work, args.repeat)
+            progress(f"{n:,} jobs: init, status, submit --dry-run")
+            figures[n] = f = bench_size(n, work, args.repeat)
             config = work / f"bench_{n}.yaml"
-            f["reconcile_s"] = reconcile_cycle(config, work / f"root_{n}")
+            if n == args.sizes[0]:
+                profiles[f"status --json, {n:,} jobs: python -X importtime by package"] = (
+                    import_summary(
+                        [*CLI, "status", str(config), "--root", str(work / f"root_{n}"), "--json"],
+                        work,
+                    )
+                )
+            if n in args.signac_sizes:
+                progress(f"{n:,} jobs: signac")
+                f["signac_s"] = signac_init(n, work, points(n)) or 0.0
+            if args.postgres:
+                progress(f"{n:,} jobs: PostgreSQL init, status")
+                postgres[n] = bench_postgres(n, work, args.repeat)[0]
+        for n in args.sizes:
+            f = figures[n]
+            config = work / f"bench_{n}.yaml"
+            progress(f"{n:,} jobs: one reconciliation")
+            clean = work / f"clean_{n}"
+            shutil.copytree(work / f"root_{n}", clean)
+            f["reconcile_s"], profile = reconcile_all_done(
+                config, work / f"root_{n}", profile=n == args.sizes[0]
+            )
+            if profile:
+                profiles[f"one reconciliation, {n:,} jobs all finishing"] = profile
+            progress(f"{n:,} jobs: ticks with nothing new")
+            f["tick_s"], f["tick_poll_s"], profile = tick_nothing_new(config, clean)
+            profiles[f"one tick with nothing new, {n:,} jobs queued"] = profile
             t = targets.get(n, {})
+
+            def target(name: str, t: dict[str, float] = t) -> str:
+                return f"target <= {t[name]} s" if name in t else ""
+
             print(f"\n{n:,} jobs")
             line(
                 "init (whole command)",
                 f"{f['init_s']:.2f} s",
-                f"target < {t['init_s']} s" if "init_s" in t else "",
+                target("init_s"),
                 f"raw sqlite3 insert {f['sqlite_insert_s']:.2f} s "
                 f"(ratio {f['init_s'] / f['sqlite_insert_s']:.1f}x)",
             )
-            line("init peak RSS", f"{f['init_rss_mb']:.0f} MB", "target < 300 MB")
+            if f.get("signac_s"):
+                line(
+                    "init vs signac 2.4 (same jobs)",
+                    f"{f['init_s'] / f['signac_s']:.3f}x",
+                    "target <= 0.08x",
+                    f"signac init_project + open_job().init() {f['signac_s']:.2f} s",
+                )
+            line("init peak RSS", f"{f['init_rss_mb']:.0f} MB", "target <= 300 MB")
             line(
                 "status --json (whole command)",
                 f"{f['status_s']:.2f} s",
-                f"target < {t['status_s']} s" if "status_s" in t else "",
-                f"python start-up + import {manager_import:.2f} s "
-                f"({f['status_s'] - manager_import:.2f} s of work)",
+                target("status_s"),
+                f"start-up + imports {status_import:.2f} s "
+                f"({f['status_s'] - status_import:.2f} s of work)",
             )
             line("submit --dry-run (plan + write arrays)", f"{f['dry_run_s']:.2f} s")
             line(
                 "one reconciliation, all jobs finishing",
                 f"{f['reconcile_s']:.2f} s",
-                "",
+                target("reconcile_s"),
                 "1 scheduler poll per backend",
             )
+            line(
+                "one tick (monitor --once --submit), idle",
+                f"{f['tick_s']:.2f} s",
+                target("tick_s"),
+                f"+ the scheduler query ({f['tick_poll_s']:.2f} s in the fake)",
+            )
             if args.postgres:
-                pg["reconcile_s"] = reconcile_cycle(config, pg_root, pg_url)
+                progress(f"{n:,} jobs: PostgreSQL reconciliation and tick")
+                pg = postgres[n]
+                _, pg_root, pg_url = bench_postgres(n, work, 1)  # a fresh campaign for each
+                pg["reconcile_s"], _ = reconcile_all_done(config, pg_root, pg_url)
+                _, pg_root, pg_url = bench_postgres(n, work, 1)
+                pg["tick_s"], _, _ = tick_nothing_new(config, pg_root, pg_url)
                 line("PostgreSQL: init (whole command)", f"{pg['init_s']:.2f} s", "", "")
                 line("PostgreSQL: init peak RSS", f"{pg['init_rss_mb']:.0f} MB")
                 line("PostgreSQL: status --json", f"{pg['status_s']:.2f} s")
                 line("PostgreSQL: one reconciliation", f"{pg['reconcile_s']:.2f} s")
+                line("PostgreSQL: one tick, idle", f"{pg['tick_s']:.2f} s")
+            sys.stdout.flush()
+        if args.qa_size:
+            progress(f"QA of {args.qa_size:,} outputs")
+            bench_qa(args, work, profiles)
+    print("\nProfiles (cProfile, cumulative time; the functions of campaigns and the driver)")
+    for title, rows in profiles.items():
+        print(f"  {title}")
+        for text in rows:
+            print(f"    {text}")
     if args.slurm:
         from slurm_throughput import report_throughput  # type: ignore[import-not-found]
 
         report_throughput(args.slurm_jobs)
     return 0
+
+
+def bench_qa(args: argparse.Namespace, work: Path, profiles: dict[str, list[str]]) -> None:
+    """`qa` at `--qa-size` outputs: first run, nothing new, `--qa-new` new outputs, --full."""
+    from paths import qa_incremental
+
+    n = args.qa_size
+    config = work / f"bench_{n}.yaml"
+    config.write_text(CAMPAIGN.format(n=n, realizations=n // 20))
+    root = work / f"qa_{n}"
+    subprocess.run(
+        [*CLI, "init", str(config), "--root", str(root)], check=True, capture_output=True
+    )
+
+    def run(extra: list[str]) -> float:
+        return run_command([*CLI, "qa", str(config), "--root", str(root), *extra], work)[0]
+
+    q = qa_incremental(config, root, args.qa_new, run)
+    profiles[f"qa after {args.qa_new:,} new outputs, {q['outputs']:,} outputs"] = q["profile"]
+    print(f"\nqa of {q['outputs']:,} outputs (whole command, reports and plots included)")
+    line("first run (nothing stored: all opened)", f"{q['first_s']:.2f} s")
+    line("again, nothing new", f"{q['unchanged_s']:.2f} s")
+    line(
+        f"after {args.qa_new:,} new outputs",
+        f"{q['incremental_s']:.2f} s",
+        "target <= 5 s",
+        f"qa --full {q['full_s']:.2f} s (ratio {q['incremental_s'] / q['full_s']:.2f}x)",
+    )
 
 
 if __name__ == "__main__":

@@ -179,3 +179,47 @@ def job_manifest(job: dict, exit_code: int) -> None:
             }
         )
     )
+
+
+def test_only_arrays_with_news_are_read(running, monkeypatch) -> None:
+    """A pending array without manifests is not read: no job rows, no manifest opened."""
+    import builtins
+
+    from campaigns.store import Store
+
+    config, fake, clock = running
+    opened: list[str] = []
+    read_arrays: list[list[int] | None] = []
+
+    def counting_open(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append(str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    real_jobs = Store.jobs
+
+    def counting_jobs(self, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs.get("states") == ["queued", "running"]:
+            read_arrays.append(kwargs.get("submission_ids"))
+        return real_jobs(self, **kwargs)
+
+    monkeypatch.setattr("campaigns.ops.reconcile.open", counting_open, raising=False)
+    monkeypatch.setattr(Store, "jobs", counting_jobs)
+    fake.set_all(TaskState.PENDING)
+    assert manager(config, fake, clock).monitor_progress().counts["queued"] == 6
+    assert opened == [] and read_arrays == []  # nothing new: nothing read
+
+    fake.run()  # every job finishes; then the second array is made to look untouched
+    first, second = fake.arrays.values()
+    shutil.rmtree(second.request.folder / "manifests")
+    (second.request.folder / "manifests").mkdir()
+    for index in second.tasks:
+        second.tasks[index] = second.tasks[index].__class__(TaskState.PENDING)
+    report = manager(config, fake, clock).monitor_progress()
+    assert report.counts["completed"] == 4 and report.counts["queued"] == 2
+    assert len(opened) == 4 and all(p.endswith(".json") for p in opened)
+    assert len(read_arrays) == 1 and len(read_arrays[0] or []) == 1  # the first array only
+    opened.clear()
+    read_arrays.clear()
+    report = manager(config, fake, clock).monitor_progress()
+    assert report.counts["queued"] == 2 and report.open_arrays == 1
+    assert opened == [] and read_arrays == []

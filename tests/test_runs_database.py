@@ -109,6 +109,7 @@ def test_db_copy_moves_a_campaign_to_postgresql_and_back_for_archiving(
         "submissions": 1,
         "attempts": 4,
         "events": copied["rows"]["events"],
+        "qa_results": 0,  # no `qa` has run yet
     }
     assert "campaigns:***@" in copied["target"] and "campaigns:campaigns@" not in out
     # From now on the campaign lives in PostgreSQL (the record has no password: this test

@@ -143,8 +143,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reader(args: argparse.Namespace) -> Any:
+    """A Context without the manager: `status` imports only the reading operations."""
+    from campaigns.ops.context import Context
+
+    return Context(args.config, root=getattr(args, "root", None), db_url=args.db_url)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    manager = _manager(args)
+    from campaigns.ops.status import status
+
+    # --export and --refresh need the manager; a plain status only reads (and starts faster).
+    manager = _manager(args) if args.export or args.refresh else _reader(args)
     if args.export:
         written = manager.export_jobs(args.export)
         print(f"wrote {written.rows:,} jobs to {written.path}", file=sys.stderr)
@@ -152,7 +162,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     chosen = _selection(args, manager, limit)
     listing = args.jobs or args.verbose or not chosen.empty
     reconciled_at = manager.monitor_progress().reconciled_at if args.refresh else None
-    report = manager.status(selection=chosen if listing else None, reconciled_at=reconciled_at)
+    report = status(manager, selection=chosen if listing else None, reconciled_at=reconciled_at)
     _emit(args, report, "status", listing)
     return OUTCOME_CODE[report.outcome] if args.check else ExitCode.OK
 
@@ -204,7 +214,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_qa(args: argparse.Namespace) -> int:
     manager = _manager(args)
-    report = manager.qa(requeue=args.requeue)
+    report = manager.qa(requeue=args.requeue, full=args.full)
     _emit(args, report, "qa")
     if report.invalid:
         keys = ", ".join(key for key, _ in report.invalid[:5])

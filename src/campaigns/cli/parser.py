@@ -229,6 +229,11 @@ COMMANDS: dict[str, tuple[str, str, Callable[[], list[Option]]]] = {
                 help="mark jobs whose output is invalid as failed (invalid_output), due at "
                 "once: `retry --submit` reruns them",
             ),
+            flag(
+                "--full",
+                help="check every output again (by default only outputs that are new or "
+                "changed since their last check are opened)",
+            ),
             json_flag("print JSON (what latest.json holds)"),
         ],
     ),

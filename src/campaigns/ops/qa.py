@@ -15,6 +15,7 @@ from campaigns.core.policy import decide
 from campaigns.core.states import FailureClass, JobState
 from campaigns.ops.context import Context
 from campaigns.qa.checks import Target
+from campaigns.qa.incremental import facts, rules_hash, stored_row, to_store, unchanged
 from campaigns.qa.pool import check_outputs
 from campaigns.qa.report import COLUMNS, QAReport, error_text, utc_stamp, write_reports
 
@@ -26,6 +27,7 @@ def run_qa(
     plots: bool = True,
     threads: int | None = None,
     processes: int | None = None,
+    full: bool = False,
 ) -> QAReport:
     """Check every completed job's output; write the reports (and plots); optionally requeue.
 
@@ -38,6 +40,10 @@ def run_qa(
     (default: automatic; processes=0 keeps the HDF5 checks in this process).
     The caller holds the campaign lock, so no reconciliation changes a job between its
     check and its requeue.
+
+    Incremental: an output whose attempt, size, mtime, manifest and rules are those of
+    its stored result is not opened again (its stored result is reported); `full`
+    checks every output. What each check found is stored for the next run.
     """
     import pandas as pd
 
@@ -49,14 +55,31 @@ def run_qa(
         Target(r["key"], r["uid"], r["output"], r["attempt"], r["manifest_path"], r["config_hash"])
         for r in rows
     ]
-    results = check_outputs(
-        targets,
+    rules = rules_hash(spec.qa, campaign["config_hash"])
+    stored = {} if full else store.qa_results()
+    results: list[dict[str, Any]] = [{}] * len(targets)
+    todo: list[int] = []
+    seen = []
+    for index, (row, target) in enumerate(zip(rows, targets, strict=True)):
+        facts_ = facts(target, layout.catalogs)
+        kept = stored.get(row["id"])
+        if unchanged(target, facts_, kept, rules):
+            results[index] = stored_row(target, kept)  # type: ignore[arg-type]
+        else:
+            todo.append(index)
+            seen.append(facts_)
+    checked = check_outputs(
+        [targets[i] for i in todo],
         layout.catalogs,
         campaign["config_hash"],
         spec.qa,
         threads=threads,
         processes=processes,
     )
+    for index, result in zip(todo, checked, strict=True):
+        results[index] = result
+    if not ctx.read_only:
+        store.save_qa_results(to_store([rows[i]["id"] for i in todo], checked, seen, rules), now)
     invalid = [(row["key"], list(row["problems"])) for row in results if row["problems"]]
     frame = pd.DataFrame(
         [{**row, "problems": "; ".join(row["problems"])} for row in results], columns=list(COLUMNS)
@@ -91,6 +114,7 @@ def run_qa(
         requeued=requeued,
         exhausted=exhausted,
         results=frame,
+        opened=len(todo),
     )
     write_reports(report, frame)
     return report

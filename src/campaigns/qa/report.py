@@ -49,6 +49,7 @@ class QAReport:
     requeued: list[str] = field(default_factory=list)  # keys now failed and due for a rerun
     exhausted: list[str] = field(default_factory=list)  # keys now failed with no attempts left
     results: pd.DataFrame | None = field(default=None, compare=False, repr=False)
+    opened: int = 0  # outputs checked by this run; the others kept their stored result
 
     @property
     def ok(self) -> bool:
@@ -73,6 +74,7 @@ class QAReport:
                 "invalid": len(self.invalid),
                 "not_checked": self.not_checked,
                 "bytes_checked": self.bytes_checked,
+                "opened": self.opened,
                 "seconds": round(self.seconds, 3),
             },
             "rules": self.rules,

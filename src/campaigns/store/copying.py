@@ -72,7 +72,8 @@ def copy_campaign(source: Database, target: Database, *, replace: bool = False) 
 def _chunks(conn: Connection, table: sa.Table, campaign: int) -> Iterator[list[dict[str, Any]]]:
     """The campaign's rows of `table`, in id order, CHUNK at a time (row ids dropped where
     the target assigns its own)."""
-    drop = {"campaign_id"} | ({"id"} if table.c.id.autoincrement is True else set())
+    own_ids = "id" in table.c and table.c.id.autoincrement is True
+    drop = {"campaign_id"} | ({"id"} if own_ids else set())
     query = (
         sa.select(table).where(table.c.campaign_id == campaign).order_by(*table.primary_key.columns)
     )

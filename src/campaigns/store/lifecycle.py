@@ -115,26 +115,27 @@ class Lifecycle(Database):
                 .where(submissions_table.c.id == submission_id)
                 .values(state="submitted", scheduler_id=scheduler_id, submitted_at=now)
             )
-            rows = [
-                {"b_task": index, "b_sid": f"{scheduler_id}_{index}", "b_log": path}
-                for index, path in log_paths.items()
-            ]
-            conn.execute(
-                jobs_table.update()
-                .where(jobs_table.c.campaign_id == campaign)
-                .where(jobs_table.c.submission_id == submission_id)
-                .where(jobs_table.c.task_index == sa.bindparam("b_task"))
-                .values(scheduler_id=sa.bindparam("b_sid")),
-                [{"b_task": r["b_task"], "b_sid": r["b_sid"]} for r in rows],
-            )
-            conn.execute(
-                attempts_table.update()
-                .where(attempts_table.c.campaign_id == campaign)
-                .where(attempts_table.c.submission_id == submission_id)
-                .where(attempts_table.c.task_index == sa.bindparam("b_task"))
-                .values(scheduler_id=sa.bindparam("b_sid"), log_path=sa.bindparam("b_log")),
-                rows,
-            )
+            # Updated by key, each row once: matching on (submission, task index) per task
+            # made every statement scan the array's rows, quadratic in its size (a 1,000-task
+            # array took seconds).
+            for table in (jobs_table, attempts_table):
+                members = conn.execute(
+                    sa.select(table.c.id, table.c.task_index)
+                    .where(table.c.campaign_id == campaign)
+                    .where(table.c.submission_id == submission_id)
+                ).all()
+                attempts = table is attempts_table
+                rows: list[dict[str, Any]] = []
+                for row_id, index in members:
+                    if index in log_paths:
+                        row = {"id": row_id, "scheduler_id": f"{scheduler_id}_{index}"}
+                        if attempts:
+                            row["log_path"] = log_paths[index]
+                        rows.append(row)
+                columns = ["scheduler_id", "log_path"] if attempts else ["scheduler_id"]
+                bulk_update(
+                    conn, table, ("id",), columns, rows, where=table.c.campaign_id == campaign
+                )
             event(
                 conn,
                 campaign,

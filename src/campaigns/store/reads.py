@@ -69,6 +69,7 @@ class Reads(Database):
         keys: Sequence[str] | None = None,
         failure_classes: Sequence[str] | None = None,
         limit: int | None = None,
+        submission_ids: Sequence[int] | None = None,
     ) -> list[dict[str, Any]]:
         """Job rows (as dicts), in expansion order, optionally filtered.
 
@@ -87,6 +88,8 @@ class Reads(Database):
             query = query.where(db.jobs_table.c.state.in_(list(states)))
         if failure_classes is not None:
             query = query.where(db.jobs_table.c.failure_class.in_(list(failure_classes)))
+        if submission_ids is not None:  # open arrays: a few at a time
+            query = query.where(db.jobs_table.c.submission_id.in_(list(submission_ids)))
         if ids is not None and not big:
             query = query.where(db.jobs_table.c.id.in_(list(ids)))
         if keys is not None and not big:
@@ -96,7 +99,9 @@ class Reads(Database):
         if limit is not None and not big:
             query = query.limit(limit)
         with self.reading() as conn:
-            rows = [dict(r) for r in conn.execute(query).mappings()]
+            result = conn.execute(query)
+            fields = list(result.keys())  # once, not per row: 100,000 rows on a tick
+            rows = [dict(zip(fields, r, strict=True)) for r in result]
         if big:
             id_set = set(ids) if ids is not None else None
             key_set = set(keys) if keys is not None else None
@@ -131,7 +136,9 @@ class Reads(Database):
         if job_ids is not None:
             query = query.where(db.attempts_table.c.job_id.in_(list(job_ids)))
         with self.reading() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+            result = conn.execute(query)
+            fields = list(result.keys())  # once, not per row (the plots read them all)
+            return [dict(zip(fields, r, strict=True)) for r in result]
 
     def open_task_count(self) -> int:
         """Array tasks of this campaign now queued or running (for the queue cap)."""

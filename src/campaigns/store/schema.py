@@ -7,6 +7,7 @@ submissions   one row per array: token, backend, scheduler id, state
 attempts      one row per (job, attempt): where and how it ran and ended
 events        an append-only log of what the manager did
 leases        the manager lease of each campaign on a server database (holder, expiry)
+qa_results    what `qa` last found for each completed job's output, and the file facts it saw
 
 Every table carries `campaign_id`; job, group and submission ids count from 1 within
 their campaign (keys are `(campaign_id, id)`), so a campaign reads the same in its own
@@ -22,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 #: The Alembic revision this code reads and writes (the head of `migrations/versions`).
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -187,5 +188,33 @@ leases_table = sa.Table(
     sa.Column("expires_at", UTCDateTime),
 )
 
+qa_results_table = sa.Table(
+    "qa_results",
+    metadata,
+    _campaign(),
+    sa.Column("job_id", sa.Integer, nullable=False),
+    sa.Column("attempt", sa.Integer),
+    # The rules and config the result was judged under: another hash means check again.
+    sa.Column("rules_hash", sa.String(32), nullable=False),
+    # What the output and its manifest looked like when checked (None: could not stat).
+    sa.Column("output_size", sa.BigInteger),
+    sa.Column("output_mtime_ns", sa.BigInteger),
+    sa.Column("manifest_size", sa.BigInteger),
+    sa.Column("manifest_mtime_ns", sa.BigInteger),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("problems", sa.Text, nullable=False),  # JSON list of texts
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("checked_at", UTCDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("campaign_id", "job_id"),
+)
+
 #: The tables that hold one campaign's rows, in the order a copy writes them.
-CAMPAIGN_TABLES = (groups_table, jobs_table, submissions_table, attempts_table, events_table)
+CAMPAIGN_TABLES = (
+    groups_table,
+    jobs_table,
+    submissions_table,
+    attempts_table,
+    events_table,
+    qa_results_table,
+)

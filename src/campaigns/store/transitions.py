@@ -57,7 +57,12 @@ def transition(
     extra = {"state": new.value, "updated_at": now}
     moved = 0
     for state, group in by_state.items():
-        guard = sa.and_(jobs_table.c.campaign_id == campaign, jobs_table.c.state == state.value)
+        # The state is compared through an expression no index serves: PostgreSQL, with
+        # statistics from before the jobs moved (every job `pending` at `init`), otherwise
+        # walked the (campaign, state) index instead of the key for each row: quadratic,
+        # 75 s for a reconciliation of 40,000 jobs instead of about 3.
+        stored_state = sa.func.coalesce(jobs_table.c.state, "")
+        guard = sa.and_(jobs_table.c.campaign_id == campaign, stored_state == state.value)
         for columns, batch in by_columns(group, ("id",)).items():
             names = sorted({*columns, *extra})
             moved += bulk_update(
@@ -79,5 +84,8 @@ def _states(conn: Connection, campaign: int, ids: Sequence[int]) -> dict[int, st
     )
     if len(ids) <= MAX_IN:
         return dict(conn.execute(query.where(jobs_table.c.id.in_(list(ids)))).all())
-    wanted = set(ids)  # many ids: one scan beats thousands of bound parameters
+    # Many ids: one range scan beats thousands of bound parameters (an array's jobs are
+    # mostly neighbours, so the range is rarely much wider than the list).
+    wanted = set(ids)
+    query = query.where(jobs_table.c.id.between(min(wanted), max(wanted)))
     return {i: s for i, s in conn.execute(query).all() if i in wanted}
