@@ -76,6 +76,10 @@ class Sharing:
         return f"{self.fstype} (shared: rollback journal, POSIX lock)"
 
 
+#: A lock that only has to keep out this host's processes (a server database's `init`).
+THIS_HOST = Sharing("this host only", shared=False, lock="flock")
+
+
 def _unescape(field: str) -> str:
     """Mount points escape space, tab, newline and backslash as octal (\\040)."""
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)

@@ -85,8 +85,9 @@ class _Exclusive:
 
 
 #: POSIX locks belong to the process, not the open file: a second lock on a file this
-#: process holds would be granted, and its release would drop the first. These are held.
-_POSIX_HELD: set[tuple[int, int]] = set()
+#: process holds would be granted, and closing any descriptor of the file (even one opened
+#: only to read the holder) drops them. The files this process holds so, with the holder.
+_POSIX_HELD: dict[tuple[int, int], str] = {}
 
 
 class CampaignLock(_Exclusive):
@@ -100,15 +101,30 @@ class CampaignLock(_Exclusive):
         self.path = path
         self.wait_seconds = wait_seconds
         self.sharing = sharing
-        self._fh: IO[str] | None = None
+        self._fh: IO[bytes] | None = None
         self._posix: tuple[int, int] | None = None
 
-    def _take(self) -> None:
+    def check(self) -> Sharing:
+        """What the filesystem allows; InputError (before anything is created) where no
+        lock would keep a manager on another host out."""
         sharing = self.sharing or filesystem.sharing_of(self.path.parent)
         if sharing.lock is None:
             raise InputError(_unshared(self.path, sharing, sharing.problem))
+        return sharing
+
+    def _take(self) -> None:
+        sharing = self.check()
         try:
-            fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 -- held until given back
+            stat = self.path.stat()
+        except OSError:
+            pass
+        else:  # held by this process: refuse without opening (closing would release it)
+            held = _POSIX_HELD.get((stat.st_dev, stat.st_ino))
+            if held is not None:
+                raise LockedError(busy(held))
+        try:
+            # Unbuffered: a holder line the full disk refused is not retried at close.
+            fh = open(self.path, "a+b", buffering=0)  # noqa: SIM115 -- held until given back
         except OSError as exc:
             raise _unwritable(self.path, exc) from None
         deadline = time.monotonic() + self.wait_seconds
@@ -119,7 +135,7 @@ class CampaignLock(_Exclusive):
             except (BlockingIOError, PermissionError):
                 if time.monotonic() >= deadline:
                     fh.seek(0)
-                    holder = fh.read().strip() or "an unknown process"
+                    holder = fh.read().decode(errors="replace").strip() or "an unknown process"
                     fh.close()
                     raise LockedError(busy(holder)) from None
                 time.sleep(0.2)
@@ -128,13 +144,15 @@ class CampaignLock(_Exclusive):
                 if exc.errno in filesystem.NO_LOCKS:
                     raise InputError(_unshared(self.path, sharing, _no_locks(exc))) from None
                 raise _unwritable(self.path, exc) from None
+        holder = describe_holder()
         try:  # who holds it, for the next one; a full disk must not stop us (nor them)
             fh.seek(0)
             fh.truncate()
-            fh.write(describe_holder())
-            fh.flush()
+            fh.write(holder.encode())
         except OSError:
             pass
+        if self._posix is not None:
+            _POSIX_HELD[self._posix] = holder
         self._fh = fh
 
     def _give_back(self, failed: bool) -> None:
@@ -147,7 +165,7 @@ class CampaignLock(_Exclusive):
             pass
         if self._posix is not None:
             fcntl.lockf(self._fh, fcntl.LOCK_UN)
-            _POSIX_HELD.discard(self._posix)
+            _POSIX_HELD.pop(self._posix, None)
             self._posix = None
         else:
             fcntl.flock(self._fh, fcntl.LOCK_UN)
@@ -155,7 +173,7 @@ class CampaignLock(_Exclusive):
         self._fh = None
 
 
-def _lock(fh: IO[str], sharing: Sharing) -> tuple[int, int] | None:
+def _lock(fh: IO[bytes], sharing: Sharing) -> tuple[int, int] | None:
     """Lock `fh` without waiting, as `sharing` says: an flock (None), or a POSIX lock (the
     file's identity); an flock the filesystem refuses falls back to a POSIX lock."""
     if sharing.lock == "flock":
@@ -166,12 +184,8 @@ def _lock(fh: IO[str], sharing: Sharing) -> tuple[int, int] | None:
             if exc.errno not in filesystem.NO_LOCKS:
                 raise
     stat = os.fstat(fh.fileno())
-    key = (stat.st_dev, stat.st_ino)
-    if key in _POSIX_HELD:
-        raise BlockingIOError(errno.EAGAIN, "held by this process")
     fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    _POSIX_HELD.add(key)
-    return key
+    return (stat.st_dev, stat.st_ino)
 
 
 def _no_locks(exc: OSError) -> str:

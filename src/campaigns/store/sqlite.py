@@ -51,7 +51,8 @@ def configure(engine: Engine, sharing: Sharing | None, *, read_only: bool, shown
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={BUSY_MS}")
         if sharing is not None and sharing.shared:
-            _leave_wal(cursor, shown)
+            if sharing.lock is not None:  # else every write is refused: change nothing
+                _leave_wal(cursor, shown)
             cursor.execute("PRAGMA synchronous=FULL")
         else:
             cursor.execute("PRAGMA journal_mode=WAL")
