@@ -124,7 +124,10 @@ class Database:
 
     def _reader(self) -> Connection:
         try:
-            return self._connect()
+            conn = self._connect()
+            if self.file is not None:
+                self._first_read(conn)
+            return conn
         except FilesystemError:
             if self.file is None or not sqlite.can_freeze(self.file):
                 raise
@@ -136,6 +139,15 @@ class Database:
             return frozen.connect()
         except sa.exc.OperationalError:
             raise self._sqlite_failure(None) from None
+
+    def _first_read(self, conn: Connection) -> None:
+        """Read once, so that a file we may open but not read (a WAL index that cannot be
+        made: the disk is full, or read-only) fails here, where reading can fall back."""
+        try:
+            conn.exec_driver_sql("SELECT 1 FROM sqlite_master LIMIT 1").all()
+        except sa.exc.OperationalError as exc:
+            conn.close()
+            raise self._sqlite_failure(exc) from None
 
     def _connect(self) -> Connection:
         """A new connection; a failure says whether the URL, the disk or the server is to
