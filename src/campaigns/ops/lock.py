@@ -197,11 +197,13 @@ def _unshared(path: Path, sharing: Sharing, why: str) -> str:
     """The refusal for a campaign lock that would not keep other hosts out."""
     return (
         f"cannot lock {path}: its filesystem ({sharing.fstype}) is {why}, so a manager on "
-        "another host could change the campaign's SQLite database at the same time. Keep the "
-        "database where locks work: on a local disk (`--db-url sqlite:////local/path.db`, "
-        "for a campaign driven from one host) or in PostgreSQL (`--db-url "
-        "postgresql+psycopg://...`), e.g. with `db copy CONFIG --to URL`. If only this "
-        "host ever works on the campaign, CAMPAIGNS_FILESYSTEM=local accepts the risk."
+        "another host could change the campaign's SQLite database at the same time; nothing "
+        "was changed. Keep the database where locks work: in PostgreSQL (`--db-url "
+        "postgresql+psycopg://...`) or on a local disk (`--db-url sqlite:////local/path.db`, "
+        "for a campaign driven from one host); an existing campaign moves there with "
+        "`CAMPAIGNS_FILESYSTEM=local run-campaign db copy CONFIG --to URL` while no other "
+        "manager works on it. If only this host ever works on the campaign, "
+        "CAMPAIGNS_FILESYSTEM=local accepts the risk."
     )
 
 
