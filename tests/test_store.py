@@ -313,6 +313,25 @@ def test_abandon_restores_pending_and_attempts(store: Store) -> None:
     assert store.open_task_count() == 1
 
 
+def test_a_late_acceptance_never_revives_an_abandoned_submission(store: Store) -> None:
+    """sbatch answered after the submission was given up (by a timeout, or by another
+    manager's crash recovery) and its jobs were submitted again: the late answer is
+    recorded as an event, and changes neither the submission nor any job or attempt."""
+    first = intent(store, [1, 2])
+    store.abandon(first, "sbatch timed out", T0)
+    second = intent(store, [1, 2], token="tok2")
+    assert store.mark_submitted(second, "200", {0: "/l/a", 1: "/l/b"}, T0)
+    before = (by_id(store), store.attempts())
+    assert not store.mark_submitted(first, "100", {0: "/l/x", 1: "/l/y"}, T0)
+    subs = {s["id"]: s for s in store.submissions()}
+    assert subs[first]["state"] == "abandoned" and subs[first]["scheduler_id"] is None
+    assert subs[second]["state"] == "submitted"
+    assert (by_id(store), store.attempts()) == before
+    assert all(j["scheduler_id"].startswith("200_") for j in by_id(store, ids=[1, 2]).values())
+    late = [e for e in store.events() if e["kind"] == "late"]
+    assert len(late) == 1 and "as 100 after it was given up" in late[0]["message"]
+
+
 # -- reconciliation -----------------------------------------------------------------------
 
 

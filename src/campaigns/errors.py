@@ -13,7 +13,10 @@
         │   ├── SiteLimitError    sbatch refused for a site limit: the jobs wait, a later
         │   │                     cycle tries again (submit holds it; it rarely escapes)
         │   └── SiteConfigError   sbatch refused the request itself: names the directive and fix
+        ├── LeaseLostError        this manager's lease was taken or expired, or its heartbeat
+        │                         failed: it stopped before writing anything more
         └── StoreError            the database could not be read or written
+            └── FilesystemError   its filesystem refused a write: full, quota, read-only
 
 Only ``campaigns.cli.main`` catches these; it prints ``error: <message>`` and
 returns ``exit_code``. Library code raises, it never calls ``sys.exit``.
@@ -117,5 +120,15 @@ class SiteConfigError(SchedulerError):
     retry passes until the campaign or machine file changes."""
 
 
+class LeaseLostError(OperationalError):
+    """This manager no longer holds its campaign's lease (taken over, expired by the
+    database's clock, or its heartbeat failed): the write was refused, nothing written."""
+
+
 class StoreError(OperationalError):
     """The campaign database failed."""
+
+
+class FilesystemError(StoreError):
+    """The filesystem holding the database (or its lock) refused a write: no space left,
+    quota used up, read-only, not allowed. Reading may still work."""

@@ -168,10 +168,11 @@ class Context:
         return self.manager_lock()
 
     def manager_lock(self) -> CampaignLock | CampaignLease:
-        """A lease row in a server database, else the lock file beside the SQLite one."""
+        """A lease row in a server database, else the lock file beside the SQLite one (a
+        lock that other hosts see where the database's filesystem is shared)."""
         if self.store.is_server:
             return CampaignLease(self.store)
-        return CampaignLock(self.layout.lock_file)
+        return CampaignLock(self.layout.lock_file, sharing=self.store.sharing)
 
     def close(self) -> None:
         """Release the database."""

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from campaigns.core.expand import Expansion
+from campaigns.core.filesystems import THIS_HOST
 from campaigns.core.states import JobState
 from campaigns.errors import ConfigChangedError, InputError
 from campaigns.node.files import write_atomic
@@ -45,9 +46,16 @@ def init(ctx: Context, force: bool = False) -> InitReport:
             f"{layout.config_file} is missing; move the database away or point --db-url "
             "elsewhere."
         )
+    # On a server the lease keeps other hosts out; the lock file only guards this `init`.
+    lock = CampaignLock(layout.lock_file, sharing=THIS_HOST if store.is_server else store.sharing)
+    try:
+        lock.check()  # where the lock would not hold, refuse before any folder is made
+    except BaseException:
+        store.close()
+        raise
     for folder in layout.folders():
         folder.mkdir(parents=True, exist_ok=True)
-    with CampaignLock(layout.lock_file):
+    with lock:
         store.create(
             campaign={
                 "name": ctx.spec.name,

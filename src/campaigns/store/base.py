@@ -1,12 +1,16 @@
-"""The connection to a runs database: engine, SQLite settings, transactions, errors.
+"""The connection to a runs database: engine, transactions, errors, the fence.
 
-SQLite (WAL, busy timeout) in `metadata/campaign.db` by default; PostgreSQL through
-psycopg 3 (`pip install 'campaigns[postgres]'`). Every change is one transaction.
-Database errors become `StoreError` (exit 1: the database failed or cannot be reached)
-or `InputError` (exit 2: a bad URL, a missing driver, wrong credentials, no such
-database); messages show the URL with its password masked. A store opened `read_only`
-(the web dashboard's) cannot write: SQLite is opened with `mode=ro`, other databases run
-every transaction as `READ ONLY`.
+SQLite in `metadata/campaign.db` by default, set up for the filesystem it lives on
+(`store.sqlite`: WAL on a local disk, a rollback journal where other hosts mount it);
+PostgreSQL through psycopg 3 (`pip install 'campaigns[postgres]'`). Every change is one
+transaction. Database errors become `StoreError` (exit 1: the database failed or cannot
+be reached; `FilesystemError` when its filesystem refused a write, naming why: full,
+quota, read-only) or `InputError` (exit 2: a bad URL, a missing driver, wrong
+credentials, no such database); messages show the URL with its password masked. A store
+opened `read_only` (the web dashboard's) cannot write: SQLite is opened with `mode=ro`,
+other databases run every transaction as `READ ONLY`. An SQLite file whose filesystem
+refuses writes is still read, opened as unchanging, when nothing committed is left
+outside it. While a manager holds a lease, `fence` checks each write (`store.fence`).
 """
 
 from __future__ import annotations
@@ -14,46 +18,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from campaigns.errors import InputError, StoreError
-from campaigns.store import urls
+from campaigns.core.filesystems import Sharing
+from campaigns.errors import FilesystemError, InputError, StoreError
+from campaigns.store import filesystem, sqlite, urls
+from campaigns.store.fence import Fence
 from campaigns.store.schema import SCHEMA_REVISION, campaigns_table, events_table
 from campaigns.store.version import require_current
 
 #: Connection failures that are the user's to fix (exit 2), by libpq's words.
 _BAD_LOGIN = ("password authentication failed", "no password supplied", "does not exist")
+#: SQLite's words for a write its filesystem refused (or may have: then we look).
+_DISK_WORDS = ("disk", "full", "readonly", "read-only", "unable to open", "i/o error")
 
 
 def _said(exc: sa.exc.DBAPIError) -> str:
     """What the driver said, on one line, passwords masked."""
     return urls.mask_text(" ".join(str(exc.orig).split())).rstrip(".")
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # pysqlite would run CREATE TABLE outside our transaction (a failed `init` then left
-    # empty tables behind); with its own transaction handling off, the BEGIN emitted by
-    # `_sqlite_begin` covers DDL too.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
-def _sqlite_readonly_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.isolation_level = None
-    dbapi_connection.execute("PRAGMA busy_timeout=30000")
-
-
-def _sqlite_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN")
 
 
 def _readonly_begin(conn: Connection) -> None:
@@ -63,10 +48,8 @@ def _readonly_begin(conn: Connection) -> None:
 def read_only_url(url: str) -> str:
     """A SQLite URL opened read-only (`mode=ro`); other URLs unchanged."""
     parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return url
-    path = quote(str(Path(parsed.database).absolute()))
-    return f"sqlite:///file:{path}?mode=ro&uri=true"
+    path = sqlite.file_of(parsed) if parsed.get_backend_name() == "sqlite" else None
+    return url if path is None else sqlite.read_only_url(path)
 
 
 class Database:
@@ -78,6 +61,8 @@ class Database:
         self.slug = slug
         self.read_only = read_only
         self._cid: int | None = None
+        #: Set while this process holds the campaign's lease: every write checks it.
+        self.fence: Fence | None = None
         parsed = urls.parse(read_only_url(url) if read_only else url)
         options: dict[str, Any] = {}
         if parsed.get_backend_name() == "postgresql":
@@ -95,10 +80,13 @@ class Database:
                 "PostgreSQL run `pip install 'campaigns[postgres]'` (psycopg 3) and use a "
                 "postgresql+psycopg:// URL."
             ) from None
+        #: The SQLite file (None on a server) and what its filesystem allows.
+        self.file = sqlite.file_of(parsed) if self.engine.dialect.name == "sqlite" else None
+        self.sharing: Sharing | None = None
         if self.engine.dialect.name == "sqlite":
-            pragmas = _sqlite_readonly_pragmas if read_only else _sqlite_pragmas
-            sa.event.listen(self.engine, "connect", pragmas)
-            sa.event.listen(self.engine, "begin", _sqlite_begin)
+            if self.file is not None:
+                self.sharing = filesystem.sharing_of(self.file.parent)
+            sqlite.configure(self.engine, self.sharing, read_only=read_only, shown=self.shown)
         elif read_only:
             sa.event.listen(self.engine, "begin", _readonly_begin)
 
@@ -111,8 +99,7 @@ class Database:
         """True for a server (it is asked), or for an SQLite file that exists already."""
         if self.is_server:
             return True
-        database = self.engine.url.database
-        return database not in (None, "", ":memory:") and Path(str(database)).exists()
+        return self.file is not None and self.file.exists()
 
     def close(self) -> None:
         """Release connections."""
@@ -120,21 +107,56 @@ class Database:
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        """A connection for queries; database errors become StoreError."""
-        with self._translated(), self._connect() as conn:
+        """A connection for queries; database errors become StoreError. An SQLite file its
+        filesystem will not let us open for writing is read as it stands, when that is
+        exact (see `store.sqlite.can_freeze`)."""
+        with self._translated(), self._reader() as conn:
             yield conn
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One atomic step; database errors become StoreError (and nothing is written)."""
+    def transaction(self, *, fenced: bool = True) -> Iterator[Connection]:
+        """One atomic step; database errors become StoreError (and nothing is written).
+        While a lease is held, the step first checks it is still ours (`fenced`)."""
         with self._translated(), self._connect() as conn, conn.begin():
+            if fenced and self.fence is not None:
+                self.fence.check(conn, self.shown)
             yield conn
 
+    def _reader(self) -> Connection:
+        try:
+            conn = self._connect()
+            if self.file is not None:
+                self._first_read(conn)
+            return conn
+        except FilesystemError:
+            if self.file is None or not sqlite.can_freeze(self.file):
+                raise
+            file = self.file
+        # Asked again each time: once the disk has room the live file is read, with locks.
+        frozen = sa.create_engine(sqlite.frozen_url(file), poolclass=sa.pool.NullPool)
+        sqlite.configure(frozen, None, read_only=True, shown=self.shown)
+        try:
+            return frozen.connect()
+        except sa.exc.OperationalError:
+            raise self._sqlite_failure(None) from None
+
+    def _first_read(self, conn: Connection) -> None:
+        """Read once, so that a file we may open but not read (a WAL index that cannot be
+        made: the disk is full, or read-only) fails here, where reading can fall back."""
+        try:
+            conn.exec_driver_sql("SELECT 1 FROM sqlite_master LIMIT 1").all()
+        except sa.exc.OperationalError as exc:
+            conn.close()
+            raise self._sqlite_failure(exc) from None
+
     def _connect(self) -> Connection:
-        """A new connection; a failure says whether the URL or the server is to blame."""
+        """A new connection; a failure says whether the URL, the disk or the server is to
+        blame."""
         try:
             return self.engine.connect()
         except sa.exc.OperationalError as exc:
+            if self.file is not None:
+                raise self._sqlite_failure(exc) from None
             text = _said(exc)
             if any(words in text for words in _BAD_LOGIN):
                 raise InputError(
@@ -147,11 +169,31 @@ class Database:
                 "reachable from this host? Nothing was changed."
             ) from None
 
+    def _sqlite_failure(self, exc: sa.exc.OperationalError | None) -> StoreError:
+        """The error for an SQLite file we could not open or write: the filesystem's
+        refusal when it is one (full, quota, read-only), named; else what SQLite said."""
+        assert self.file is not None
+        said = _said(exc) if exc is not None else "cannot be opened"
+        problem = None
+        if exc is None or any(word in said.lower() for word in _DISK_WORDS):
+            problem = filesystem.trouble(self.file.parent)
+        if problem is not None:
+            return FilesystemError(
+                f"cannot write the campaign database {self.file}: {problem} (SQLite said: "
+                f"{said}). {filesystem.advice(problem)}"
+            )
+        return StoreError(
+            f"cannot use the campaign database {self.file}: {said}. Check that the file and "
+            "its folder exist and that you may read and write them; nothing was changed."
+        )
+
     @contextmanager
     def _translated(self) -> Iterator[None]:
         try:
             yield
         except sa.exc.OperationalError as exc:
+            if self.file is not None and any(w in _said(exc).lower() for w in _DISK_WORDS):
+                raise self._sqlite_failure(exc) from None
             raise StoreError(
                 f"the campaign database {self.shown} failed: {_said(exc)}. "
                 "Nothing was changed by this step; run the command again."

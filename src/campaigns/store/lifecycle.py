@@ -105,16 +105,33 @@ class Lifecycle(Database):
 
     def mark_submitted(
         self, submission_id: int, scheduler_id: str, log_paths: Mapping[int, str], now: datetime
-    ) -> None:
-        """The scheduler accepted the submission as `scheduler_id`; `log_paths` per task index."""
+    ) -> bool:
+        """The scheduler accepted the submission as `scheduler_id`; `log_paths` per task index.
+
+        Only an `intent` becomes `submitted`: a submission already abandoned (its jobs given
+        back, perhaps resubmitted by then) stays so, its jobs untouched; False says the array
+        reached the scheduler too late, and an event records its id.
+        """
         campaign = self.cid
         with self.transaction() as conn:
-            conn.execute(
+            moved = conn.execute(
                 submissions_table.update()
                 .where(submissions_table.c.campaign_id == campaign)
                 .where(submissions_table.c.id == submission_id)
+                .where(submissions_table.c.state == "intent")
                 .values(state="submitted", scheduler_id=scheduler_id, submitted_at=now)
             )
+            if moved.rowcount != 1:
+                event(
+                    conn,
+                    campaign,
+                    now,
+                    "late",
+                    f"submission {submission_id} reached the scheduler as {scheduler_id} "
+                    "after it was given up; it stays abandoned (cancel that array if it runs)",
+                    submission_id=submission_id,
+                )
+                return False
             # Updated by key, each row once: matching on (submission, task index) per task
             # made every statement scan the array's rows, quadratic in its size (a 1,000-task
             # array took seconds).
@@ -144,6 +161,7 @@ class Lifecycle(Database):
                 f"submission {submission_id} is {scheduler_id}",
                 submission_id=submission_id,
             )
+        return True
 
     def set_log_dir(self, submission_id: int, log_dir: str) -> None:
         """Record the array folder of a submission."""

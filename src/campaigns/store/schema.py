@@ -6,7 +6,8 @@ jobs          one row per job: parameters, output, state, attempts, retry facts
 submissions   one row per array: token, backend, scheduler id, state
 attempts      one row per (job, attempt): where and how it ran and ended
 events        an append-only log of what the manager did
-leases        the manager lease of each campaign on a server database (holder, expiry)
+leases        the manager lease of each campaign on a server database (holder, expiry,
+              fencing number)
 qa_results    what `qa` last found for each completed job's output, and the file facts it saw
 
 Every table carries `campaign_id`; job, group and submission ids count from 1 within
@@ -23,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 #: The Alembic revision this code reads and writes (the head of `migrations/versions`).
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004_h3_store"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -185,7 +186,9 @@ leases_table = sa.Table(
     sa.Column("holder", sa.Text),  # JSON: host, pid, command, since
     sa.Column("acquired_at", UTCDateTime),
     sa.Column("heartbeat_at", UTCDateTime),
-    sa.Column("expires_at", UTCDateTime),
+    sa.Column("expires_at", UTCDateTime),  # by the database's clock
+    # Bumped each time the lease changes hands: every write of the holder checks it.
+    sa.Column("fence", sa.BigInteger, nullable=False, server_default=sa.text("0")),
 )
 
 qa_results_table = sa.Table(
