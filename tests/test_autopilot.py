@@ -134,7 +134,9 @@ def wait_until_off(args: list[str], capsys: pytest.CaptureFixture[str], timeout:
     def off() -> dict | None:
         assert main(["autopilot", *args, "--status", "--json"]) == 0
         report: dict = json.loads(capsys.readouterr().out)
-        return None if report["active"] else report
+        # Off, and said so: the stop file comes first, then the log line.
+        done = not report["active"] and "autopilot removed" in (report["last_tick"] or "")
+        return report if done else None
 
     return wait_for(off, timeout=timeout, what="the autopilot to switch itself off")
 
