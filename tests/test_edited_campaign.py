@@ -1,7 +1,9 @@
 """A campaign file edited after `init`: the campaign keeps running as recorded. `status`,
 `monitor`, `cancel` and `qa` work (jobs can always be stopped), `submit` and `retry`
 refuse and say why, the autopilot's tick runs the recorded campaign and tells the edit
-once (log and notifier), and `autopilot --status` shows failed and missed ticks."""
+once (log and notifier), and `autopilot --status` shows failed and missed ticks.
+
+Tests that take the `database` fixture run on SQLite and on the real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def test_every_emergency_command_works_on_the_recorded_campaign(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], database: str
 ) -> None:
     nap = f"sleep {60 + os.getpid() % 1000 / 1000:.3f}"  # unique: pgrep sees only ours
     args = write(tmp_path, f"{nap}; echo {{i}} > {{output}}")
@@ -94,7 +96,7 @@ def test_every_emergency_command_works_on_the_recorded_campaign(
 
 
 def test_the_tick_runs_the_recorded_campaign_and_tells_the_edit_once(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], database: str
 ) -> None:
     args = write(tmp_path, "echo old > {output}")
     assert cli(["init", *args], capsys)[0] == 0

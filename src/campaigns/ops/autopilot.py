@@ -220,7 +220,10 @@ def status(ctx: Context) -> AutopilotReport:
     if state.get("backend") and not stopped:
         pilot = ctx.scheduler(str(state["backend"])).autopilot()
         active = pilot.active(job)
-        problems += pilot.health(dataclasses.replace(job, method=state.get("method")), now)
+        try:
+            problems += pilot.health(dataclasses.replace(job, method=state.get("method")), now)
+        except SchedulerError as exc:  # the rest of the report still stands
+            problems.append(f"could not ask the scheduler about the ticks: {exc}")
     lines = _tail(log_file(ctx))
     last = parse_iso(lines[-1].split(" ", 1)[0]) if lines else None
     interval = state.get("interval")
