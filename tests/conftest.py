@@ -16,6 +16,11 @@ fails the session) when CI is set or CAMPAIGNS_REQUIRE_POSTGRES=1.
 Browser tests (`@pytest.mark.browser`) drive a real headless Chromium
 (`scripts/dev/browser-deps.sh` installs it); the same rule holds for them with
 CAMPAIGNS_REQUIRE_BROWSER=1.
+
+Under CI (or CAMPAIGNS_REQUIRE_ALL=1) no test may skip at all: what the other skips need is
+in the `test` extra (the web server's libraries, sphinx, mpi4py, pyarrow) or installed by
+`scripts/dev/slurm-cluster.sh up` (Open MPI's mpirun), so a skip there means a broken
+setup, and the session fails naming every skipped test and its reason.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from slurm_helpers import Cluster, require_slurm, scancel_campaign
 
 REQUIRE_SLURM = os.environ.get("CAMPAIGNS_REQUIRE_SLURM") == "1" or bool(os.environ.get("CI"))
 REQUIRE_BROWSER = os.environ.get("CAMPAIGNS_REQUIRE_BROWSER") == "1" or bool(os.environ.get("CI"))
+REQUIRE_ALL = os.environ.get("CAMPAIGNS_REQUIRE_ALL") == "1" or bool(os.environ.get("CI"))
 #: The repository's own campaign folder, where the README's quickstart leaves its example.
 REPO_CAMPAIGNS = Path(__file__).resolve().parents[1] / "campaigns"
 #: Outcomes of the tests that CI requires, per marker.
@@ -40,9 +46,14 @@ _outcomes: dict[str, dict[str, int]] = {
     marker: {"passed": 0, "skipped": 0, "failed": 0}
     for marker in ("slurm", "perlmutter", "postgres", "browser")
 }
+#: Every skipped test, with its reason.
+_skipped: list[str] = []
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        _skipped.append(f"{report.nodeid}: {reason}")
     for marker, outcomes in _outcomes.items():
         if marker not in report.keywords:
             continue
@@ -94,6 +105,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "postgres": (REQUIRE_POSTGRES, "CAMPAIGNS_REQUIRE_POSTGRES", "scripts/dev/postgres.sh up"),
         "browser": (REQUIRE_BROWSER, "CAMPAIGNS_REQUIRE_BROWSER", "scripts/dev/browser-deps.sh"),
     }
+    if REQUIRE_ALL and _skipped:
+        listed = "\n  ".join(_skipped[:20]) + (" ..." if len(_skipped) > 20 else "")
+        print(
+            f"\n{len(_skipped)} tests were skipped where none may be (CI or "
+            f"CAMPAIGNS_REQUIRE_ALL=1): failing the session. Install the `test` extra and run "
+            f"the `up` scripts of scripts/dev/.\n  {listed}"
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     for marker, (needed, variable, start) in required.items():
         outcomes = _outcomes[marker]
         if not needed:

@@ -18,6 +18,7 @@ import pytest
 
 from axes import campaign_head
 from campaigns.cli import main
+from waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "config" / "examples" / "test_campaign.yaml"
@@ -316,15 +317,18 @@ def test_cancel_stops_local_jobs(
     assert (
         run(["submit", str(config), "--root", str(tmp_path), "--backend", "local"], capsys)[0] == 0
     )
-    time.sleep(1)
+    wait_for(lambda: naps(nap), timeout=60, what="the jobs to start")
     code, out, _ = run(["cancel", str(config), "--root", str(tmp_path)], capsys)
     assert code == 0 and "cancelled 4 jobs" in out
     report = status_json(config, tmp_path, capsys)
     assert report["counts"]["cancelled"] == 4
     # The runner and its jobs are gone: no sleep 30 left behind.
-    time.sleep(1)
-    leftover = subprocess.run(["pgrep", "-f", nap], capture_output=True, text=True).stdout
-    assert not leftover.strip()
+    wait_for(lambda: not naps(nap), timeout=60, what="the cancelled jobs to end")
+
+
+def naps(nap: str) -> str:
+    """The pids of processes running `nap` (a unique sleep command)."""
+    return subprocess.run(["pgrep", "-f", nap], capture_output=True, text=True).stdout.strip()
 
 
 @pytest.mark.parametrize("seed", range(6))

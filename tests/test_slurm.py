@@ -552,12 +552,21 @@ def test_sbatch_timeout_that_reached_slurm_is_not_submitted_twice(
     sid = SlurmScheduler().submit(request)
     try:
         assert re.fullmatch(r"\d+", sid)
+        # The controller knows at once every job submitted (and keeps an ended one for
+        # MinJobAge): a second array, had submit made one, is there already.
+        queued = subprocess.run(
+            ["squeue", "-h", "-t", "all", "--name", f"cmp-shim-{token}", "-o", "%F"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.split()
+        assert set(queued) == {sid}, queued
         deadline = time.monotonic() + 30
         while not (rows := sacct_names_like(f"cmp-shim-{token}")):
             assert time.monotonic() < deadline, "the array never showed in sacct"
             time.sleep(1)
-        time.sleep(2)  # a second array, had there been one, would show by now
-        assert [r[0] for r in sacct_names_like(f"cmp-shim-{token}")] == [f"{sid}_0"], rows
+        assert [r[0] for r in rows] == [f"{sid}_0"], rows
         assert not list(folder.glob(".submission_file_*"))
     finally:
         SlurmScheduler().cancel([sid])

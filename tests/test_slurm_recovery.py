@@ -168,7 +168,12 @@ def test_packed_tasks_run_jobs_alone_and_retry_only_the_failed_one(
     first_attempts = attempts(directory)
     assert len({a["scheduler_id"] for a in first_attempts}) == 3  # 3 array tasks
     assert {a["task_index"] for a in first_attempts} == {0, 1, 2}
-    time.sleep(1.5)
+    (failed,) = [
+        j for j in status(config, tmp_path, capsys, "--verbose")["jobs"] if j["key"] == "i=5"
+    ]
+    due = datetime.fromisoformat(failed["next_retry_at"].replace("Z", "+00:00"))
+    while datetime.now(due.tzinfo) < due:  # its backoff (1 s from its end) elapses
+        time.sleep(0.2)
     again = retry_submit(config, tmp_path, capsys)
     assert again["reset"] == ["i=5"]
     report = monitor_until_done(config, tmp_path, capsys)

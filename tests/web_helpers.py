@@ -16,6 +16,7 @@ import pytest
 
 from axes import campaign_head
 from campaigns.cli import main
+from waiting import wait_for  # noqa: F401 -- the browser tests take it from here
 
 CAMPAIGN = (
     campaign_head("Web test", "w1")
@@ -153,14 +154,3 @@ def browser() -> Iterator[Any]:
         launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         yield launched
         launched.close()
-
-
-def wait_for(condition: Any, timeout: float = 15, what: str = "condition") -> Any:
-    """Poll `condition()` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)

@@ -70,7 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _manager(args: argparse.Namespace) -> Any:
     from campaigns.ops.manager import CampaignManager
 
-    return CampaignManager(args.config, root=getattr(args, "root", None), db_url=args.db_url)
+    manager = CampaignManager(args.config, root=getattr(args, "root", None), db_url=args.db_url)
+    if args.handler not in ("init", "validate", "submit", "retry"):  # those read the file itself
+        _warn(manager.edit_notes())
+    return manager
 
 
 def _print_json(data: Any) -> None:
@@ -147,7 +150,9 @@ def _reader(args: argparse.Namespace) -> Any:
     """A Context without the manager: `status` imports only the reading operations."""
     from campaigns.ops.context import Context
 
-    return Context(args.config, root=getattr(args, "root", None), db_url=args.db_url)
+    context = Context(args.config, root=getattr(args, "root", None), db_url=args.db_url)
+    _warn(context.edit_notes())
+    return context
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -259,7 +259,11 @@ COMMANDS: dict[str, tuple[str, str, Callable[[], list[Option]]]] = {
                 choices=["batch"],
                 help="on Slurm, a self-queueing batch job even where scrontab works",
             ),
-            flag("--status", help="say whether it runs, how, and what the last tick did"),
+            flag(
+                "--status",
+                help="say whether it runs, how, what the last tick did, and any failed, "
+                "missed or waiting ticks",
+            ),
             flag("--stop", help="remove it"),
             flag("--tick", help=argparse.SUPPRESS),  # what the installed entry runs
             json_flag(),

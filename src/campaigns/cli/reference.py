@@ -207,6 +207,11 @@ code     meaning
 ``monitor --once`` is a polling primitive: it returns 0 whenever the refresh itself
 worked, whatever state the campaign is in; so does ``status`` without ``--check``.
 
+A campaign file edited after ``init`` is no error for the commands that work on the
+campaign: ``status``, ``monitor``, ``cancel``, ``qa``, ``estimate`` and ``autopilot`` run the
+campaign recorded in ``metadata/campaign_config.yaml`` and warn on standard error. ``submit``
+and ``retry`` exit 2 until ``init --force`` adopts the change (or the file is restored).
+
 JSON output
 -----------
 
@@ -253,6 +258,9 @@ object per line, one per refresh. Times are ISO-8601 UTC (``2026-05-01T12:00:00Z
 The other commands' ``--json`` objects mirror what they print: ``validate`` (jobs,
 groups, arrays, resources), ``submit`` (the arrays submitted and jobs left waiting),
 ``retry`` (reset, waiting and exhausted jobs, and the submission), ``cancel``,
-``estimate`` (jobs, arrays, node/CPU/GPU-hours, expected wall time and its basis) and
-``qa`` (the content of ``qa/validation_reports/latest.json``).
+``estimate`` (jobs, arrays, node/CPU/GPU-hours, expected wall time and its basis),
+``qa`` (the content of ``qa/validation_reports/latest.json``) and ``autopilot`` (``active``,
+``method``, ``how``, ``interval_seconds``, ``installed_at``, ``last_tick``, ``next_tick``,
+``failed_ticks``, ``missed_ticks``, ``problems``: what keeps ticks from working, in words,
+and ``log``).
 """

@@ -276,9 +276,13 @@ def autopilot(report: AutopilotReport) -> None:
     else:
         console.print("[yellow]autopilot off[/]" + (f" (was: {report.how})" if report.how else ""))
     if report.last_tick:
-        console.print(f"  last: {report.last_tick}")
-    if report.next_tick:
+        console.print(f"  last: {report.last_tick}", markup=False)
+    if report.next_tick and report.missed_ticks:
+        console.print(f"  next tick overdue since {_when(report.next_tick)}", style="yellow")
+    elif report.next_tick:
         console.print(f"  next tick about {_when(report.next_tick)}")
+    for problem in report.problems:  # failed, missed or waiting ticks; an edited file
+        console.print(f"  ! {problem}", style="yellow", markup=False)
     console.print(f"  log: {report.log}", style="dim")
 
 

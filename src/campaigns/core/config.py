@@ -365,6 +365,7 @@ def _machine(section: Mapping[str, Any], source: str, locate: Locator) -> Machin
         poll_interval_seconds=float(section.get("poll_interval_seconds", 30)),
         source=source,
         site=parse_site(section, locate),
+        tick=tuple((str(k), str(v)) for k, v in section.get("tick", {}).items()),
     )
 
 

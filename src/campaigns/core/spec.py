@@ -191,6 +191,7 @@ class Machine:
     poll_interval_seconds: float = 30.0
     source: str | None = None  # the machine file's path
     site: Site = field(default_factory=Site)  # node types, QOS table, account rules
+    tick: tuple[tuple[str, str], ...] = ()  # `tick:`: where the autopilot's tick runs
 
 
 @dataclass(frozen=True)

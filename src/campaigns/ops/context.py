@@ -5,21 +5,33 @@
 collects the collaborators every operation receives instead of reaching for them:
 the spec, the campaign directory, the store, the schedulers, the clock, the random
 source and the retry policy.
+
+A campaign whose file was edited after `init` (or no longer validates) is opened as it was
+recorded (`metadata/campaign_config.yaml`): `status`, `monitor`, `cancel`, `qa` and the
+autopilot's ticks keep working on what was submitted, `edit` says what differs, and only the
+commands that act on the file as written (`init --force`, `validate`; `submit` and `retry`
+refuse) read the file itself (`as_written`).
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import os
 import random
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from campaigns.core.config import (
     build_spec,
+    deep_merge,
     load_schema,
     peek_location,
+    read_document,
     read_documents,
     with_backends,
 )
@@ -31,7 +43,7 @@ from campaigns.core.site_checks import SiteReview, ceilings, review_site
 from campaigns.core.spec import CampaignSpec, Resources
 from campaigns.core.yamlsource import Document
 from campaigns.errors import ConfigChangedError, ConfigError, InputError
-from campaigns.ops import location
+from campaigns.ops import location, provenance
 from campaigns.ops.lock import CampaignLease, CampaignLock
 from campaigns.scheduler import registry
 from campaigns.scheduler.base import Scheduler
@@ -68,9 +80,31 @@ class Context:
         self.config_path = Path(config)
         campaign, machine = read_documents(self.config_path)
         schema = with_backends(load_schema(), [*registry.names(), *(schedulers or {})])
-        recorded = _recorded_hash(campaign, machine, root)
-        self.spec: CampaignSpec = build_spec(campaign, machine, schema, validated_hash=recorded)
-        self.site: SiteReview = review_site(self.spec)  # what the site refuses is a ConfigError
+        recorded = _recorded(campaign, machine, root)
+        #: The file differs from the campaign recorded at `init`: what differs (else None).
+        self.edit: FileEdit | None = None
+        try:
+            spec = build_spec(campaign, machine, schema, validated_hash=recorded and recorded[0])
+            site = review_site(spec)  # what the site refuses is a ConfigError
+            if recorded is not None and spec.config_hash != recorded[0]:
+                self.edit = FileEdit(self.config_path, spec, site, None)
+        except ConfigError as exc:
+            if recorded is None:
+                raise
+            self.edit = FileEdit(self.config_path, None, None, exc)
+        if self.edit is not None and recorded is not None:
+            try:
+                old = _recorded_spec(recorded[1], schema, recorded[0])
+                spec, site = old, review_site(old)
+                self.edit = self.edit.against(old, deep_merge(machine.data, campaign.data))
+            except ConfigError:
+                # The record no longer builds (edited by hand, or an older format): the file
+                # as written, as before; `lock` refuses to run it on this campaign.
+                if self.edit.error is not None:
+                    raise self.edit.error from None
+                self.edit = None
+        self.spec: CampaignSpec = spec
+        self.site: SiteReview = site
         #: An unset variable in `outputs.base_path`: `init` and every command that needs the
         #: campaign directory raise it; `validate` and `estimate` only warn.
         self.base_path_error: ConfigError | None = None
@@ -156,6 +190,42 @@ class Context:
             max_running_jobs=self.site.max_running_jobs,
         )
 
+    def as_written(self) -> Context:
+        """This campaign as its file is written now: `self`, unless the file changed since
+        `init` (then a view of the same campaign with the file's spec; its ConfigError when
+        the file no longer validates)."""
+        if self.edit is None:
+            return self
+        if self.edit.spec is None or self.edit.site is None:
+            assert self.edit.error is not None
+            raise self.edit.error
+        self.store  # noqa: B018 -- opened once, shared by the view (closed with this context)
+        view = copy.copy(self)
+        view.spec, view.site = self.edit.spec, self.edit.site
+        view.edit, view._expansion = None, None
+        return view
+
+    def refuse_edit(self, command: str) -> None:
+        """`command` acts on the file as the user wrote it: refuse while the file differs from
+        the campaign recorded at `init` (exit 2, saying what differs and what to run)."""
+        if self.edit is not None:
+            raise ConfigChangedError(
+                f"`{command}` refused: {self.edit.describe()}. Run `init --force "
+                f"{self.config_path}` to adopt the change (it says what it would do), or restore "
+                "the file. `status`, `monitor`, `cancel`, `qa` and the autopilot keep working on "
+                "the campaign as recorded."
+            )
+
+    def edit_notes(self) -> list[str]:
+        """A warning for commands that run the campaign as recorded while the file differs."""
+        if self.edit is None:
+            return []
+        return [
+            f"{self.edit.describe()}; this runs the campaign as recorded in "
+            f"{self.layout.config_file} until `init --force {self.config_path}` adopts the "
+            "change (or the file is restored)"
+        ]
+
     def lock(self) -> CampaignLock | CampaignLease:
         """The campaign's manager lock (checks first that the campaign exists, as configured)."""
         stored = self.store.campaign()["config_hash"]
@@ -193,10 +263,44 @@ def _unset(spec: CampaignSpec, name: str) -> ConfigError:
     return error
 
 
-def _recorded_hash(
+@dataclass(frozen=True)
+class FileEdit:
+    """How the campaign file differs from the campaign recorded at `init`."""
+
+    path: Path
+    spec: CampaignSpec | None  # the file as written (None: it no longer validates)
+    site: SiteReview | None
+    error: ConfigError | None  # why it no longer validates
+    changes: tuple[str, ...] = ()  # the keys that differ, as `init` names them
+    digest: str = ""  # identifies this edit (the file's merged config)
+
+    def against(self, recorded: CampaignSpec, merged: Mapping[str, Any]) -> FileEdit:
+        """This edit with what differs from the `recorded` campaign filled in."""
+        written = self.spec.merged if self.spec is not None else merged
+        changes = tuple(provenance.diff(recorded.merged, written))
+        digest = self.spec.config_hash if self.spec is not None else _digest(written)
+        return replace(self, changes=changes, digest=digest)
+
+    def describe(self) -> str:
+        """One phrase: the file changed since `init`, and how."""
+        if self.error is not None:
+            first = str(self.error).splitlines()[0]
+            return f"{self.path} has changed since `init` and no longer validates ({first})"
+        shown = "; ".join(self.changes[:4]) + (" ..." if len(self.changes) > 4 else "")
+        return f"{self.path} has changed since `init` ({shown or 'no key differs'})"
+
+
+def _digest(merged: Mapping[str, Any]) -> str:
+    """A short fingerprint of a config that may not validate."""
+    text = json.dumps(merged, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _recorded(
     campaign: Document, machine: Document, root: str | os.PathLike[str] | None
-) -> str | None:
-    """The config hash recorded at `init` of the campaign these documents name, if any."""
+) -> tuple[str, Layout] | None:
+    """The config hash recorded at `init` of the campaign these documents name, and where the
+    campaign is; None when it was never initialised (or cannot be found)."""
     location = peek_location(campaign, machine)
     if location is None:
         return None
@@ -209,4 +313,13 @@ def _recorded_hash(
     except (OSError, ValueError):
         return None
     value = record.get("config_hash") if isinstance(record, dict) else None
-    return value if isinstance(value, str) else None
+    if not isinstance(value, str) or not layout.config_file.is_file():
+        return None  # `init` writes the merged config last: without it, nothing was recorded
+    return value, layout
+
+
+def _recorded_spec(layout: Layout, schema: Mapping[str, Any], digest: str) -> CampaignSpec:
+    """The campaign as `init` recorded it (the merged config holds the machine's settings)."""
+    document = read_document(layout.config_file, "recorded campaign config")
+    machine = Document(str(layout.config_file), {})
+    return build_spec(document, machine, schema, validated_hash=digest)

@@ -26,6 +26,7 @@ from campaigns.ops.reports import InitReport
 
 def init(ctx: Context, force: bool = False) -> InitReport:
     """Create the campaign directory and database, every job pending; idempotent."""
+    ctx = ctx.as_written()  # `init` adopts the file as it is now, not the recorded campaign
     expansion = ctx.expansion  # every config error surfaces before anything is created
     if ctx.base_path_error is not None:
         raise ctx.base_path_error

@@ -46,11 +46,14 @@ R = TypeVar("R")
 
 
 def _locked(
-    operation: Callable[Concatenate[Context, P], R],
+    operation: Callable[Concatenate[Context, P], R], refuse_edit: str | None = None
 ) -> Callable[Concatenate[Context, P], R]:
-    """`operation` as a method that holds the campaign lock while it runs."""
+    """`operation` as a method that holds the campaign lock while it runs (refused while the
+    campaign file differs from the recorded campaign, when it is the `refuse_edit` command)."""
 
     def method(self: Context, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if refuse_edit:
+            self.refuse_edit(refuse_edit)
         with self.lock():
             return operation(self, *args, **kwargs)
 
@@ -71,7 +74,7 @@ class CampaignManager(Context):
     estimate_resources = estimate.estimate
     monitor_progress = monitor.tick  # takes the lock itself, then reports the status
     watch = monitor.watch
-    retry_failed_jobs = _locked(retry.retry)
+    retry_failed_jobs = _locked(retry.retry, refuse_edit="retry")
     cancel = _locked(cancel.cancel)
     qa = _locked(qa.run_qa)
     start_autopilot = autopilot.start
@@ -91,6 +94,7 @@ class CampaignManager(Context):
     ) -> SubmitReport:
         """Submit pending jobs (those `selection` picks) as arrays within the site's limits;
         crash recovery first. `resume` closes an open circuit breaker first."""
+        self.refuse_edit("submit")  # the user means the file as written: never the old one
         self.expansion  # noqa: B018 -- a config error must stop us before anything is submitted
         name = self.backend(backend)
         with self.lock():

@@ -113,10 +113,24 @@ def diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> li
         elif isinstance(old[key], Mapping) and isinstance(new[key], Mapping):
             lines.extend(diff(old[key], new[key], path))
         elif old[key] != new[key]:
-            lines.append(f"{path}: {_short(old[key])} -> {_short(new[key])}")
+            before, after = _around_change(old[key], new[key])
+            lines.append(f"{path}: {before} -> {after}")
     return lines
 
 
-def _short(value: Any) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 40 else text[:37] + "..."
+def _around_change(old: Any, new: Any, width: int = 40) -> tuple[str, str]:
+    """Both values as JSON, each cut to the part around where they first differ (a long
+    command that changed one flag shows that flag, not their common start)."""
+    a, b = json.dumps(old, default=str), json.dumps(new, default=str)
+    if len(a) <= width and len(b) <= width:
+        return a, b
+    start = next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+    start = max(0, start - 12)
+    return _cut(a, start, width), _cut(b, start, width)
+
+
+def _cut(text: str, start: int, width: int) -> str:
+    part = text[start : start + width]
+    return ("..." if start else "") + part + ("..." if start + width < len(text) else "")

@@ -14,6 +14,7 @@ from campaigns.ops.reports import GroupSummary, ValidationReport
 
 def validate(ctx: Context) -> ValidationReport:
     """What the campaign would submit: jobs, resource groups, arrays and tasks."""
+    ctx = ctx.as_written()  # the file as it is now, even after `init` recorded another one
     spec, expansion = ctx.spec, ctx.expansion
     limits = ctx.limits()
     pending = [(j.index + 1, j.group) for j in expansion.jobs]

@@ -88,6 +88,16 @@ class Autopilot(Protocol):
         """True while the recurring tick is installed."""
         ...
 
+    def keep(self, job: TickJob) -> str | None:
+        """Called by each tick: make sure a next tick will run (a broken chain queued again);
+        what was done, None when nothing was needed. SchedulerError when it cannot."""
+        ...
+
+    def health(self, job: TickJob, now: datetime) -> list[str]:
+        """What keeps ticks from running as they should, in words (a tick waiting in the
+        queue, a broken chain); empty when nothing does."""
+        ...
+
 
 class Scheduler(Protocol):
     """What every backend provides."""

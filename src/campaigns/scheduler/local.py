@@ -169,6 +169,14 @@ class LocalAutopilot:
             return False
         return _alive(pid, job.folder)
 
+    def keep(self, job: TickJob) -> str | None:
+        """Nothing to do: the ticker that runs this tick starts the next one."""
+        return None
+
+    def health(self, job: TickJob, now: datetime) -> list[str]:
+        """A ticker process never waits for resources."""
+        return []
+
 
 def _alive(pid: int | None, folder: Path) -> bool:
     """True when `pid` is a live (not zombie) runner of `folder`."""
