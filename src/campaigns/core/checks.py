@@ -12,6 +12,7 @@ import string
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from campaigns.core.quoting import misquoted
 from campaigns.core.spec import (
     COMMAND_FIELDS,
     OUTPUT_FIELDS,
@@ -234,6 +235,19 @@ def check_templates(command: str, output: str, axes: tuple[Axis, ...], locate: L
                     f"{did_you_mean(name, known)} Known: {', '.join(known)}.",
                     where,
                 )
+    check_quoting(command, locate)
+
+
+def check_quoting(command: str, locate: Locate) -> None:
+    """Every placeholder of `job.command` stands where the shell reads the quotes `render`
+    puts around its value (not inside quotes, after a `$`, ...): see `core.quoting`."""
+    found = misquoted(command)
+    if found is not None:
+        raise locate.error(
+            found.describe() + ".",
+            ("job", "command"),
+            hint=f"Fix: {found.fix}. Every value is already quoted as one word of data.",
+        )
 
 
 #: Python's words for broken format strings, in the user's terms.
