@@ -12,6 +12,7 @@ import string
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from campaigns.core.directives import option_name, reserved
 from campaigns.core.quoting import misquoted
 from campaigns.core.spec import (
     COMMAND_FIELDS,
@@ -271,7 +272,8 @@ _FIELD_SAMPLES: dict[str, Any] = {
 def check_resources(
     merged: Mapping[str, Any], overrides: tuple[Override, ...], locate: Locate
 ) -> None:
-    """Every job type and memory level named anywhere must be defined."""
+    """Every job type and memory level named anywhere must be defined, and no extra sbatch
+    option may set a directive campaigns writes itself."""
     job_types = merged.get("job_types", {})
     levels = merged.get("memory_levels", {})
     places: list[tuple[KeyPath, Mapping[str, Any]]] = [
@@ -293,3 +295,22 @@ def check_resources(
                     f"`{'job_types' if key == 'job_type' else 'memory_levels'}` "
                     "in the machine file or the campaign file.",
                 )
+    places += [(("job_types", name), spec) for name, spec in job_types.items()]
+    for where, section in places:
+        check_sbatch_options(section.get("sbatch_options") or {}, where, locate)
+
+
+def check_sbatch_options(options: Mapping[str, Any], where: KeyPath, locate: Locate) -> None:
+    """No extra sbatch option may set a directive campaigns depends on (core.directives)."""
+    for key in options:
+        found = reserved(key)
+        if found is None:
+            continue
+        option, why = found
+        named = f"--{option}" + ("" if option_name(key) == option else f" (written '{key}')")
+        raise locate.error(
+            f"sbatch option {named} is campaigns' own: {why}.",
+            where + ("sbatch_options", key),
+            hint="Remove it from sbatch_options (a second #SBATCH line would override the "
+            "one campaigns writes).",
+        )
