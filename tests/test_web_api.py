@@ -253,15 +253,22 @@ def test_a_campaign_before_init_is_listed_and_waits(tmp_path: Path) -> None:
     assert client.get(f"/api/campaigns/{CID}/status").json()["counts"]["pending"] == 12
 
 
-def test_no_password_reaches_a_page(ran: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql+nosuchdriver://campaign:s3cr3t-pw@127.0.0.1:1/campaigns", "campaign:***@"),
+        ("postgresql+nosuchdriver://campaign@127.0.0.1:1/campaigns?password=s3cr3t-pw", "=***"),
+        ("postgresql+nosuchdriver://campaign@127.0.0.1:1/campaigns?passw%6Frd=s3cr3t-pw", "=***"),
+    ],
+)
+def test_no_password_reaches_a_page(ran: tuple[Path, Path], url: str, masked: str) -> None:
     """A database URL with a password: errors name the database, never the password."""
     config, root = ran
-    url = "postgresql+nosuchdriver://campaign:s3cr3t-pw@127.0.0.1:1/campaigns"
     client = TestClient(create_app(Served.from_files([config], root=str(root), db_url=url)))
     for path in ("/api/campaigns", f"/api/campaigns/{CID}/status", f"/api/campaigns/{CID}/jobs"):
         answer = client.get(path)
         assert answer.status_code == 400, (path, answer.text)  # an unknown driver: bad input
-        assert "s3cr3t" not in answer.text and "campaign:***@" in answer.json()["error"]
+        assert "s3cr3t" not in answer.text and masked in answer.json()["error"]
     for page in ("/", f"/campaigns/{CID}"):
         assert "s3cr3t" not in client.get(page).text
 
