@@ -93,6 +93,28 @@ def test_a_placeholder_in_plain_command_text_is_allowed(template: str) -> None:
     assert misquoted(template) is None
 
 
+@pytest.mark.parametrize(
+    "template",
+    [
+        'run "{x}" \'{x}\' "a $(b {x})" `c {x}` ${{v:-{x}}} $(( {x} % 3 )) # {x}',
+        "cat <<EOF\nseed {x}\nEOF",
+    ],
+)
+def test_a_placeholder_with_only_plain_values_may_stand_where_text_is_literal(
+    template: str,
+) -> None:
+    assert misquoted(template) is not None
+    assert misquoted(template, inert={"x"}) is None
+    assert misquoted(template, inert={"y"}) is not None
+
+
+@pytest.mark.parametrize("template", ["run ${x}", "run ~{x}", "run \\{x}", "run {{a,{x}}}"])
+def test_a_plain_value_is_still_refused_where_it_turns_into_something_else(
+    template: str,
+) -> None:
+    assert misquoted(template, inert={"x"}) is not None
+
+
 # -- bash decides ---------------------------------------------------------------------------
 
 #: Word tokens without a placeholder: quoting the scanner must follow to stay in step.
@@ -187,6 +209,30 @@ def test_bash_reads_every_allowed_placeholder_as_one_word_of_data(
     assert not list(cwd.iterdir()), f"a value ran as a command: {list(cwd.iterdir())}"
 
 
+#: Values of a parameter the scanner may call inert (every value known and plain).
+PLAIN = ["7", "-3", "1.5e-05", "a_b.c+d-e/f"]
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(template=templates())
+def test_bash_reads_an_allowed_plain_value_unchanged_in_quotes_too(
+    template: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The same check, for a placeholder whose values are all plain: allowed in quotes,
+    here-documents and comments as well, and still read exactly as written."""
+    rendered = CommandTemplate.parse(template)
+    if misquoted(template, inert={"x"}) is not None:
+        return
+    cwd = tmp_path_factory.mktemp("bash")
+    expected = bash(rendered.render({"x": "SAFEWORD"}), cwd)
+    for value in PLAIN:
+        got = bash(rendered.render({"x": value}), cwd)
+        assert got == expected.replace("SAFEWORD", value), (template, value)
+    assert not list(cwd.iterdir())
+
+
 def test_bash_turns_a_quoted_placeholder_into_code(tmp_path: Path) -> None:
     """Why the refusal matters: rendered inside "...", a value runs, another gets quotes."""
     template = CommandTemplate.parse('printf "<%s>" "{x}"')
@@ -211,6 +257,17 @@ def write_campaign(folder: Path, command: str) -> Path:
         "execution: {batch_size: 20, max_retries: 0}\n"
     )
     return path
+
+
+def test_numbers_may_be_quoted_or_computed_with(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_campaign(tmp_path, 'run "{n}" $(( {n} % 3 )) "{attempt}" --label {label}')
+    assert main(["validate", str(config)]) == 0, capsys.readouterr().err
+    config = write_campaign(tmp_path, 'run "{n}" "{label}"')
+    assert main(["validate", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "placeholder {label}" in err and "allowed only when every value" in err
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from campaigns.core.directives import option_name, reserved
-from campaigns.core.quoting import misquoted
+from campaigns.core.quoting import INERT, misquoted
 from campaigns.core.spec import (
     COMMAND_FIELDS,
     OUTPUT_FIELDS,
@@ -236,18 +236,41 @@ def check_templates(command: str, output: str, axes: tuple[Axis, ...], locate: L
                     f"{did_you_mean(name, known)} Known: {', '.join(known)}.",
                     where,
                 )
-    check_quoting(command, locate)
+    check_quoting(command, locate, samples)
 
 
-def check_quoting(command: str, locate: Locate) -> None:
+def _inert(command: str, samples: Mapping[str, list[Any]]) -> set[str]:
+    """Placeholders of `command` whose every value (as formatted there) is INERT text.
+    `output`, `job_key` and `campaign_dir` depend on where and how the campaign runs."""
+    specs: dict[str, list[str]] = {}
+    for name, spec in template_fields(command):
+        specs.setdefault(name, []).append(spec)
+    return {
+        name
+        for name, used in specs.items()
+        if name not in ("output", "job_key", "campaign_dir")
+        and all(INERT.match(format(v, spec)) for spec in used for v in samples[name])
+    }
+
+
+def check_quoting(command: str, locate: Locate, samples: Mapping[str, list[Any]]) -> None:
     """Every placeholder of `job.command` stands where the shell reads the quotes `render`
-    puts around its value (not inside quotes, after a `$`, ...): see `core.quoting`."""
+    puts around its value (not inside quotes, after a `$`, ...), or takes only INERT
+    values (`samples`: every value of each placeholder): see `core.quoting`."""
     found = misquoted(command)
+    if found is not None and found.literal:  # values are read only when it may matter
+        found = misquoted(command, _inert(command, samples))
     if found is not None:
         raise locate.error(
             found.describe() + ".",
             ("job", "command"),
-            hint=f"Fix: {found.fix}. Every value is already quoted as one word of data.",
+            hint=f"Fix: {found.fix}. Every value is already quoted as one word of data."
+            + (
+                " (Quotes around a placeholder are allowed only when every value of it is "
+                "plain: letters, digits and _ . + - /, as integers always are.)"
+                if found.literal
+                else ""
+            ),
         )
 
 

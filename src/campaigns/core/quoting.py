@@ -12,11 +12,17 @@ a comment or a here-document bash reads the value as something else again.
 that stands in any such place, with its line and column, so `validate` refuses the
 campaign before a job runs. It errs on the safe side: a placeholder inside quotes is
 refused even where bash would re-quote it (inside "$(...)"): no rule to remember.
+
+One exception keeps numeric templates working: a placeholder whose every value is known
+and plain (INERT: letters, digits, `_ . + - /`, as integers always are) renders the same
+with or without quoting, and reads the same inside quotes, `$((...))` or a here-document,
+so `"{seed}"` or `$(( {i} % 3 ))` are allowed for such parameters (and `{attempt}`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 #: Characters that end an unquoted word.
@@ -53,6 +59,7 @@ class Misquoted:
     where: str  # "inside double quotes (\"...\")"
     fix: str  # what to write instead
     excerpt: str  # the command's line that holds it
+    literal: bool = False  # a place where an INERT value would read the same
 
     def describe(self) -> str:
         """One sentence: which placeholder, where in the command, and why it is refused."""
@@ -108,17 +115,28 @@ def _pieces(template: str) -> Iterator[tuple[int, str, str | None]]:
             i += 1
 
 
-def misquoted(template: str) -> Misquoted | None:
+#: A value made of these characters only reads the same inside quotes, ${...}, $((...)),
+#: backquotes, a here-document or a comment: none of them is special in any of those.
+INERT = re.compile(r"^[A-Za-z0-9_.+\-/]+$")
+
+
+def misquoted(template: str, inert: Collection[str] = ()) -> Misquoted | None:
     """The first placeholder of `template` whose value bash would not read as one quoted
-    word of data, or None when every placeholder stands in plain command text."""
-    return _Scanner(template).run()
+    word of data, or None when every placeholder stands in plain command text.
+
+    Placeholders named in `inert` render only INERT text (every value of theirs is known,
+    e.g. integers): those may also stand where bash reads the text literally (inside
+    quotes, `$((...))`, a here-document); never right after `$`, `~` or a backslash, nor
+    in a brace expansion, where even a plain word turns into something else."""
+    return _Scanner(template, frozenset(inert)).run()
 
 
 class _Scanner:
     """bash's quoting, as far as placeholders care (one pass, a stack of frames)."""
 
-    def __init__(self, template: str) -> None:
+    def __init__(self, template: str, inert: frozenset[str]) -> None:
         self.template = template
+        self.inert = inert
         self.pieces = list(_pieces(template))
         self.stack = [_Frame("command")]
         self.escaped = False
@@ -160,7 +178,9 @@ class _Scanner:
         self.escaped = False
         if problem is None:
             return None
-        where, fix = problem
+        where, fix, literal = problem
+        if literal and name in self.inert:
+            return None
         start = self.template.rfind("\n", 0, pos) + 1
         end = self.template.find("\n", pos)
         return Misquoted(
@@ -170,35 +190,41 @@ class _Scanner:
             where=where,
             fix=fix.format(name="{" + name + "}"),
             excerpt=self.template[start : end if end >= 0 else len(self.template)],
+            literal=literal,
         )
 
-    def _problem(self, frame: _Frame) -> tuple[str, str] | None:
+    def _problem(self, frame: _Frame) -> tuple[str, str, bool] | None:
+        """(where, fix, whether an INERT value reads the same there) of a placeholder here."""
         if self.heredoc.inside:
             return (
                 "inside a here-document (<<)",
                 "pass {name} as an argument, or feed it through a here-string (<<< {name})",
+                True,
             )
         if self.comment:
-            return "inside a comment (#)", "take {name} out of the comment"
+            return "inside a comment (#)", "take {name} out of the comment", True
         for outer in reversed(self.stack):
             if outer.kind not in _COMMAND:
-                return _FRAMES[outer.kind]
+                return (*_FRAMES[outer.kind], True)
         if self.escaped:
-            return "right after a backslash", "remove the backslash before {name}"
+            return "right after a backslash", "remove the backslash before {name}", False
         if frame.prev == "$":
             return (
                 "right after $ (the shell reads a variable there)",
                 "write {name} without the $ (a shell variable is written $${{NAME}})",
+                False,
             )
         if frame.prev == "~":
             return (
                 "right after ~ (the shell reads a user name there)",
                 "write the home directory out, or put a / between ~ and {name}",
+                False,
             )
         if frame.brace:
             return (
                 "inside a brace expansion ({a,b})",
                 "write the alternatives out, without braces around {name}",
+                False,
             )
         return None
 
