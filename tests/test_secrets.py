@@ -205,3 +205,20 @@ def test_no_output_path_shows_the_password(
         ]
         for text in texts:
             assert not leaks(text, password), text[:2000]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql+psycopg://me@db/runs?password={SECRET}",
+        f"postgresql+psycopg://me@db/runs?sslmode=require&sslpassword={SECRET}",
+    ],
+)
+def test_a_password_in_the_query_of_the_campaign_files_url_is_refused(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The campaign file is copied into the campaign's metadata: no password may be in it."""
+    config = write_campaign(tmp_path)
+    config.write_text(config.read_text() + f"outputs:\n  db_url: {url}\n")
+    code, _, err = run(["validate", str(config)], capsys)
+    assert code == 2 and "outputs.db_url" in err and "~/.pgpass" in err and SECRET not in err
