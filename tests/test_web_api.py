@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -40,9 +42,16 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return config, root
 
 
-def client_for(config: Path, root: Path, **app_options: Any) -> TestClient:
-    """A test client of a dashboard serving `config`."""
-    return TestClient(create_app(Served.from_files([config], root=str(root)), **app_options))
+TOKEN = "correct-horse-battery-staple"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def client_for(
+    config: Path, root: Path, *, authorised: bool = True, **app_options: Any
+) -> TestClient:
+    """A test client of a dashboard serving `config`; it sends the token unless told not to."""
+    app = create_app(Served.from_files([config], root=str(root)), token=TOKEN, **app_options)
+    return TestClient(app, headers=BEARER if authorised else None)
 
 
 @pytest.fixture
@@ -253,15 +262,23 @@ def test_a_campaign_before_init_is_listed_and_waits(tmp_path: Path) -> None:
     assert client.get(f"/api/campaigns/{CID}/status").json()["counts"]["pending"] == 12
 
 
-def test_no_password_reaches_a_page(ran: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql+nosuchdriver://campaign:s3cr3t-pw@127.0.0.1:1/campaigns", "campaign:***@"),
+        ("postgresql+nosuchdriver://campaign@127.0.0.1:1/campaigns?password=s3cr3t-pw", "=***"),
+        ("postgresql+nosuchdriver://campaign@127.0.0.1:1/campaigns?passw%6Frd=s3cr3t-pw", "=***"),
+    ],
+)
+def test_no_password_reaches_a_page(ran: tuple[Path, Path], url: str, masked: str) -> None:
     """A database URL with a password: errors name the database, never the password."""
     config, root = ran
-    url = "postgresql+nosuchdriver://campaign:s3cr3t-pw@127.0.0.1:1/campaigns"
-    client = TestClient(create_app(Served.from_files([config], root=str(root), db_url=url)))
+    served = Served.from_files([config], root=str(root), db_url=url)
+    client = TestClient(create_app(served, token=TOKEN), headers=BEARER)
     for path in ("/api/campaigns", f"/api/campaigns/{CID}/status", f"/api/campaigns/{CID}/jobs"):
         answer = client.get(path)
         assert answer.status_code == 400, (path, answer.text)  # an unknown driver: bad input
-        assert "s3cr3t" not in answer.text and "campaign:***@" in answer.json()["error"]
+        assert "s3cr3t" not in answer.text and masked in answer.json()["error"]
     for page in ("/", f"/campaigns/{CID}"):
         assert "s3cr3t" not in client.get(page).text
 
@@ -279,29 +296,49 @@ def test_pages_are_html_with_a_strict_policy(client: TestClient) -> None:
 
 # -- the token -------------------------------------------------------------------------------
 
-TOKEN = "correct-horse-battery-staple"
 
-
-def test_every_request_needs_the_token_when_one_is_set(ran: tuple[Path, Path]) -> None:
-    client = client_for(*ran, token=TOKEN)
+def test_every_request_needs_the_token(ran: tuple[Path, Path]) -> None:
+    client = client_for(*ran, authorised=False)
+    cookie = "campaigns_token_80"  # named for the server's port (the test client's is 80)
     for path in ("/", f"/campaigns/{CID}", "/api/campaigns", "/static/dashboard.js"):
         refused = client.get(path)
         assert refused.status_code == 401, path
         assert "token" in refused.json()["error"] and "Mock" not in refused.text
         assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
-        assert client.get(path, headers={"Cookie": "campaigns_token=wrong"}).status_code == 401
-        ok = client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert client.get(path, headers={"Cookie": f"{cookie}=wrong"}).status_code == 401
+        # The cookie of a dashboard on another port (or of an older one) is not this one's.
+        for other in ("campaigns_token", "campaigns_token_8000"):
+            assert client.get(path, headers={"Cookie": f"{other}={TOKEN}"}).status_code == 401
+        ok = client.get(path, headers=BEARER)
         assert ok.status_code == 200, path
+    assert client.post(f"/?token={TOKEN}").status_code == 401  # only a GET trades it
     # A browser trades ?token= for a cookie and a clean address.
     traded = client.get(f"/campaigns/{CID}?token={TOKEN}&x=1", follow_redirects=False)
     assert traded.status_code == 303 and traded.headers["location"] == f"/campaigns/{CID}?x=1"
-    cookie = traded.headers["set-cookie"]
-    assert f"campaigns_token={TOKEN}" in cookie and "HttpOnly" in cookie
-    assert "samesite=strict" in cookie.lower()
-    assert (
-        client.get("/api/campaigns", headers={"Cookie": f"campaigns_token={TOKEN}"}).status_code
-        == 200
+    set_cookie = traded.headers["set-cookie"]
+    assert set_cookie.startswith(f"{cookie}={TOKEN};") and "HttpOnly" in set_cookie
+    assert "samesite=strict" in set_cookie.lower()
+    assert client.get("/api/campaigns", headers={"Cookie": f"{cookie}={TOKEN}"}).status_code == 200
+
+
+def test_the_dashboard_cannot_be_made_without_a_token(ran: tuple[Path, Path]) -> None:
+    served = Served.from_files([ran[0]], root=str(ran[1]))
+    with pytest.raises(ValueError, match="token"):
+        create_app(served, token="")
+
+
+def test_a_short_token_in_the_environment_is_refused(ran: tuple[Path, Path]) -> None:
+    run_campaign = Path(sys.executable).parent / "run-campaign"
+    done = subprocess.run(
+        [str(run_campaign), "serve", str(ran[0]), "--root", str(ran[1]), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a dashboard that started would serve until stopped
+        env={**os.environ, "CAMPAIGNS_WEB_TOKEN": "letmein"},
     )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "CAMPAIGNS_WEB_TOKEN holds a token of 7 characters" in done.stderr
+    assert "letmein" not in done.stdout + done.stderr
 
 
 def test_serve_explains_how_to_install_the_extra(

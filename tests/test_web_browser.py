@@ -27,6 +27,7 @@ pytestmark = pytest.mark.browser
 __all__ = ["browser"]  # the fixture, used by name
 
 CID = "w1_web-test"
+TOKEN = "browser-token-0123456789abcdef"
 XSS = "<img src=x onerror=\"document.title='pwned'\">"
 
 
@@ -57,12 +58,12 @@ def test_pages_show_the_store_live_while_a_local_campaign_runs(
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     navigations: list[str] = []
     script_errors: list[str] = []
-    with live_server(create_app(served)) as base:
+    with live_server(create_app(served, token=TOKEN)) as base:
         campaign_page, index_page = context.new_page(), context.new_page()
         campaign_page.on("framenavigated", lambda frame: navigations.append(frame.url))
         for watched in (campaign_page, index_page):
             watched.on("pageerror", lambda error: script_errors.append(str(error)))
-        campaign_page.goto(f"{base}/campaigns/{CID}")
+        campaign_page.goto(f"{base}/campaigns/{CID}?token={TOKEN}")  # then the cookie
         index_page.goto(f"{base}/")
         cli("submit", str(config), "--root", str(root), "--backend", "local")
         seen_mid_run = 0
@@ -146,9 +147,9 @@ def test_forty_thousand_jobs_page_by_page_and_texts_stay_text(browser: Any, tmp_
     page.on("response", record)
     script_errors: list[str] = []
     page.on("pageerror", lambda error: script_errors.append(str(error)))
-    with live_server(create_app(served)) as base:
+    with live_server(create_app(served, token=TOKEN)) as base:
         started = time.perf_counter()
-        page.goto(f"{base}/campaigns/b1_big")
+        page.goto(f"{base}/campaigns/b1_big?token={TOKEN}")
         wait_for(lambda: page.locator("#range").inner_text() == "1–50 of 20,000", what="page 1")
         first_page_seconds = time.perf_counter() - started
         assert page.locator("#jobs tbody tr[data-job]").count() == 50
@@ -172,21 +173,28 @@ def test_forty_thousand_jobs_page_by_page_and_texts_stay_text(browser: Any, tmp_
     print(f"first page of 40,000 jobs drawn in {first_page_seconds:.2f} s")
 
 
-def test_the_browser_needs_the_token_when_one_is_set(browser: Any, tmp_path: Path) -> None:
+def test_the_browser_needs_the_token_on_loopback_too(browser: Any, tmp_path: Path) -> None:
+    """Every user of a login node can open its 127.0.0.1: without the token, nothing."""
     config, root = write_campaign(tmp_path), tmp_path / "runs"
     cli("init", str(config), "--root", str(root))
-    token = "browser-token-0123456789abcdef"
-    app = create_app(Served.from_files([config], root=str(root), poll_seconds=0.5), token=token)
+    app = create_app(Served.from_files([config], root=str(root), poll_seconds=0.5), token=TOKEN)
     context = browser.new_context()
     page = context.new_page()
     with live_server(app) as base:
-        refused = page.goto(f"{base}/campaigns/{CID}")
-        assert refused is not None and refused.status == 401
-        assert "token is required" in page.content()
-        page.goto(f"{base}/campaigns/{CID}?token={token}")
+        assert base.startswith("http://127.0.0.1:")
+        for path in ("/", f"/campaigns/{CID}", "/api/campaigns"):
+            refused = page.goto(f"{base}{path}")
+            assert refused is not None and refused.status == 401, path
+            assert "token is required" in page.content() and "Web test" not in page.content()
+        page.goto(f"{base}/campaigns/{CID}?token={TOKEN}")
         assert page.url == f"{base}/campaigns/{CID}"  # the token left the address bar
         wait_for(
             lambda: page_shows(page, "#tiles", {**dict.fromkeys(ALL_STATES, 0), "pending": 12}),
             what="the counts, fetched with the cookie",
         )
+        (cookie,) = context.cookies()
+        port = base.rsplit(":", 1)[1]
+        assert cookie["name"] == f"campaigns_token_{port}" and cookie["value"] == TOKEN
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert page.evaluate("document.cookie") == ""  # out of reach of scripts
     context.close()

@@ -1,5 +1,5 @@
-"""`run-campaign serve` as a real process with a real uvicorn: the token over a non-loopback
-bind (0.0.0.0, requests sent to 127.0.0.1 only), and the loopback default."""
+"""`run-campaign serve` as a real process with a real uvicorn: the token on every address, over
+a non-loopback bind (0.0.0.0, requests sent to 127.0.0.1 only) and on the loopback default."""
 
 from __future__ import annotations
 
@@ -104,13 +104,29 @@ def test_the_token_may_come_from_the_environment_and_is_not_printed(
         assert answer.status_code == 200
 
 
-def test_on_loopback_no_token_and_only_local_host_names(campaign: tuple[Path, Path]) -> None:
+def test_on_loopback_too_every_request_needs_the_printed_token(
+    campaign: tuple[Path, Path],
+) -> None:
+    """Everyone on a shared login node can open its 127.0.0.1: the default bind is no
+    exception to the token (and it still answers only local host names)."""
     config, root = campaign
-    with serving(str(config), "--root", str(root)) as (address, _lines):
-        assert address.startswith("http://127.0.0.1:") and "token" not in address
-        base, _ = local(address)
-        assert httpx.get(f"{base}/api/campaigns").status_code == 200
+    with serving(str(config), "--root", str(root)) as (address, lines):
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\?token=[\w-]{32,}", address), lines
+        base, token = local(address)
+        port = base.rsplit(":", 1)[1]
+        for path in ("/", f"/campaigns/{CID}", "/api/campaigns", "/static/dashboard.js"):
+            refused = httpx.get(base + path)
+            assert refused.status_code == 401 and "Web test" not in refused.text, path
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{base}/api/campaigns", headers=bearer).status_code == 200
+        # The printed address works as is in a browser: the token becomes this port's cookie.
+        with httpx.Client() as browser_like:
+            page = browser_like.get(address, follow_redirects=True)
+            assert page.status_code == 200 and str(page.url) == f"{base}/"
+            assert dict(browser_like.cookies) == {f"campaigns_token_{port}": token}
+            assert browser_like.get(f"{base}/api/campaigns").status_code == 200
         # A page of another site, re-pointed at 127.0.0.1 by DNS, is refused.
-        rebound = httpx.get(f"{base}/api/campaigns", headers={"Host": "attacker.example"})
+        rebound = httpx.get(f"{base}/api/campaigns", headers={**bearer, "Host": "attacker.example"})
         assert rebound.status_code == 400
-        assert httpx.get(f"{base}/", headers={"Host": "localhost:8000"}).status_code == 200
+        local_name = {**bearer, "Host": "localhost:8000"}
+        assert httpx.get(f"{base}/", headers=local_name).status_code == 200

@@ -22,8 +22,8 @@ CAMPAIGN = (
     campaign_head("Web test", "w1")
     + """\
 job:
-  command: 'if [ {{realization}} -eq {bad} ]; then echo "boom {{realization}}" >&2; exit 3; fi;
-    sleep {nap}; echo "done {{realization}}"; echo {{realization}} > {{output}}'
+  command: 'if [ {{realization}} -eq {bad} ]; then echo boom {{realization}} >&2; exit 3; fi;
+    sleep {nap}; echo done {{realization}}; echo {{realization}} > {{output}}'
   output: "r{{realization:03d}}_z{{redshift:.1f}}.txt"
 execution:
   batch_size: 4

@@ -321,8 +321,8 @@ COMMANDS: dict[str, tuple[str, str, Callable[[], list[Option]]]] = {
             value(
                 "--host",
                 default="127.0.0.1",
-                help="address to listen on (default 127.0.0.1; any other address requires "
-                "a token on every request: $CAMPAIGNS_WEB_TOKEN, else one printed at start)",
+                help="address to listen on (default 127.0.0.1); on every address each "
+                "request needs a token: $CAMPAIGNS_WEB_TOKEN, else one printed at start",
             ),
             value("--port", type=_port, default=8000, help="port (default 8000; 0: any free)"),
             value(

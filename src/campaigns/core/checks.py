@@ -12,6 +12,8 @@ import string
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from campaigns.core.directives import option_name, reserved
+from campaigns.core.quoting import INERT, misquoted
 from campaigns.core.spec import (
     COMMAND_FIELDS,
     OUTPUT_FIELDS,
@@ -234,6 +236,42 @@ def check_templates(command: str, output: str, axes: tuple[Axis, ...], locate: L
                     f"{did_you_mean(name, known)} Known: {', '.join(known)}.",
                     where,
                 )
+    check_quoting(command, locate, samples)
+
+
+def _inert(command: str, samples: Mapping[str, list[Any]]) -> set[str]:
+    """Placeholders of `command` whose every value (as formatted there) is INERT text.
+    `output`, `job_key` and `campaign_dir` depend on where and how the campaign runs."""
+    specs: dict[str, list[str]] = {}
+    for name, spec in template_fields(command):
+        specs.setdefault(name, []).append(spec)
+    return {
+        name
+        for name, used in specs.items()
+        if name not in ("output", "job_key", "campaign_dir")
+        and all(INERT.match(format(v, spec)) for spec in used for v in samples[name])
+    }
+
+
+def check_quoting(command: str, locate: Locate, samples: Mapping[str, list[Any]]) -> None:
+    """Every placeholder of `job.command` stands where the shell reads the quotes `render`
+    puts around its value (not inside quotes, after a `$`, ...), or takes only INERT
+    values (`samples`: every value of each placeholder): see `core.quoting`."""
+    found = misquoted(command)
+    if found is not None and found.literal:  # values are read only when it may matter
+        found = misquoted(command, _inert(command, samples))
+    if found is not None:
+        raise locate.error(
+            found.describe() + ".",
+            ("job", "command"),
+            hint=f"Fix: {found.fix}. Every value is already quoted as one word of data."
+            + (
+                " (Quotes around a placeholder are allowed only when every value of it is "
+                "plain: letters, digits and _ . + - /, as integers always are.)"
+                if found.literal
+                else ""
+            ),
+        )
 
 
 #: Python's words for broken format strings, in the user's terms.
@@ -257,7 +295,8 @@ _FIELD_SAMPLES: dict[str, Any] = {
 def check_resources(
     merged: Mapping[str, Any], overrides: tuple[Override, ...], locate: Locate
 ) -> None:
-    """Every job type and memory level named anywhere must be defined."""
+    """Every job type and memory level named anywhere must be defined, and no extra sbatch
+    option may set a directive campaigns writes itself."""
     job_types = merged.get("job_types", {})
     levels = merged.get("memory_levels", {})
     places: list[tuple[KeyPath, Mapping[str, Any]]] = [
@@ -279,3 +318,22 @@ def check_resources(
                     f"`{'job_types' if key == 'job_type' else 'memory_levels'}` "
                     "in the machine file or the campaign file.",
                 )
+    places += [(("job_types", name), spec) for name, spec in job_types.items()]
+    for where, section in places:
+        check_sbatch_options(section.get("sbatch_options") or {}, where, locate)
+
+
+def check_sbatch_options(options: Mapping[str, Any], where: KeyPath, locate: Locate) -> None:
+    """No extra sbatch option may set a directive campaigns depends on (core.directives)."""
+    for key in options:
+        found = reserved(key)
+        if found is None:
+            continue
+        option, why = found
+        named = f"--{option}" + ("" if option_name(key) == option else f" (written '{key}')")
+        raise locate.error(
+            f"sbatch option {named} is campaigns' own: {why}.",
+            where + ("sbatch_options", key),
+            hint="Remove it from sbatch_options (a second #SBATCH line would override the "
+            "one campaigns writes).",
+        )

@@ -5,7 +5,7 @@ with exponential backoff through tenacity; what no retry fixes fails at once.
 Private submitit API used here (pinned by `submitit>=1.5.1,<1.6`; the golden
 test `tests/fixtures/sbatch_golden.sh` fails first if it changes):
 `submitit.slurm.slurm._make_sbatch_string`, `SlurmExecutor._submit_command`,
-`executor.parameters["map_count"]`.
+`SlurmExecutor._make_submission_command`, `executor.parameters["map_count"]`.
 """
 
 from __future__ import annotations
@@ -70,15 +70,34 @@ def sbatch_script(request: ArrayRequest, params: Mapping[str, Any], command: str
     )
 
 
+#: Variables that change what Slurm's commands do or show, whatever they are told:
+#: `SBATCH_*` override the script's `#SBATCH` lines (SBATCH_REQUEUE, SBATCH_TIMELIMIT,
+#: SBATCH_JOB_NAME, ...), `SQUEUE_*`/`SACCT_*`/`SCANCEL_*`/`SCONTROL_*` change formats,
+#: filters and prompts, `SLURM_CLUSTERS` sends everything to another cluster.
+OVERRIDING_PREFIXES = ("SBATCH_", "SQUEUE_", "SACCT_", "SCANCEL_", "SCONTROL_")
+OVERRIDING_NAMES = frozenset({"SLURM_CLUSTERS"})
+
+
+def overriding(name: str) -> bool:
+    """True for a variable of the user's environment that Slurm's commands must not see."""
+    return name.startswith(OVERRIDING_PREFIXES) or name in OVERRIDING_NAMES
+
+
 def environment() -> dict[str, str]:
-    """Our environment minus what changes the commands' output formats."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("SACCT_FORMAT", "SQUEUE_FORMAT", "SQUEUE_FORMAT2", "SQUEUE_SORT")
-    }
+    """Our environment minus what overrides the commands' options or output formats."""
+    env = {k: v for k, v in os.environ.items() if not overriding(k)}
     env["SLURM_TIME_FORMAT"] = "standard"
     return env
+
+
+class _Executor(submitit.SlurmExecutor):
+    """submitit's executor, its sbatch run without the variables `overriding` names
+    (submitit runs sbatch in this process's own environment)."""
+
+    def _make_submission_command(self, submission_file_path: Path) -> list[str]:
+        unset = [arg for name in os.environ if overriding(name) for arg in ("-u", name)]
+        command: list[str] = super()._make_submission_command(submission_file_path)
+        return ["env", *unset, *command] if unset else command
 
 
 def retrying(call: Callable[[], T], what: str, attempts: int | None = None) -> T:
@@ -137,7 +156,7 @@ def query(argv: list[str], what: str, attempts: int | None = None) -> str:
 
 def sbatch(request: ArrayRequest, python: str, params: Mapping[str, Any], command: str) -> str:
     """Submit once through submitit; the array job id. Leaves no temporary file on failure."""
-    executor = submitit.SlurmExecutor(folder=request.folder, python=python)
+    executor = _Executor(folder=request.folder, python=python)
     executor.update_parameters(**params)
     executor.parameters["map_count"] = request.n_tasks  # submitit's array path, minus pickles
     before = set(Path(request.folder).glob(".submission_file_*.sh"))

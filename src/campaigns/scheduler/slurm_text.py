@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from campaigns.core.directives import reserved
 from campaigns.core.states import TaskState, from_slurm
 from campaigns.errors import InputError
 from campaigns.scheduler.base import ArrayRequest, TaskStatus
@@ -23,10 +24,6 @@ SIGNAL = "B:USR2@90"
 ABANDONED = "abandoned"
 #: sacct fields, in this order, for `poll`.
 SACCT_FIELDS = "JobID,State,ExitCode,Start,End,NodeList"
-#: Options that would break tracking if a campaign overrode them through `sbatch_options`.
-RESERVED_OPTIONS = frozenset(
-    {"array", "output", "error", "job_name", "comment", "open_mode", "parsable", "wrap"}
-)
 JOB_ID = re.compile(r"^(?P<job>\d+)(?:_(?P<index>\d+|\[(?P<ranges>[^\]]*)\]))?$")
 
 
@@ -69,10 +66,11 @@ def sbatch_parameters(request: ArrayRequest) -> dict[str, Any]:
     extra: dict[str, Any] = {"signal": SIGNAL, "no_requeue": True}
     for key, value in res.sbatch_options:
         name = key.lstrip("-").replace("-", "_")
-        if name in RESERVED_OPTIONS:
+        found = reserved(key)  # `validate` refuses these: a guard for a spec made otherwise
+        if found is not None:
             raise InputError(
                 f"resources.sbatch_options.{key} cannot be set: campaigns sets "
-                f"--{name.replace('_', '-')} itself to track the array."
+                f"--{found[0]} itself ({found[1]})."
             )
         flag = str(value).lower()
         if flag in ("true", "false"):

@@ -85,10 +85,12 @@ async def _campaign_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    served: Served, *, token: str | None = None, allowed_hosts: Sequence[str] | None = None
+    served: Served, *, token: str, allowed_hosts: Sequence[str] | None = None
 ) -> Starlette:
-    """The dashboard of `served`; `token` required on every request when given;
+    """The dashboard of `served`; `token` required on every request, whatever the address;
     `allowed_hosts` (Host headers) when given, against DNS rebinding on a loopback bind."""
+    if not token:
+        raise ValueError("the dashboard needs a token: every request must carry it")
     campaign = "/api/campaigns/{campaign}"
     routes = [
         Route("/", index_page),
@@ -108,8 +110,7 @@ def create_app(
     middleware = [Middleware(SecurityHeaders)]
     if allowed_hosts:
         middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
-    if token:
-        middleware.append(Middleware(TokenGate, token=token))
+    middleware.append(Middleware(TokenGate, token=token))
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -1,9 +1,14 @@
-"""Who may look: the access token, the loopback rule and the headers every response carries.
+"""Who may look: the access token, required on every address, and the headers every
+response carries.
 
-Bound to a loopback address (127.0.0.1 by default) the dashboard needs no token, unless
-one is set in `CAMPAIGNS_WEB_TOKEN`; bound to anything else, every request needs the
-token: `Authorization: Bearer <token>`, or the cookie a browser receives when it first
-opens `/?token=<token>` (it is then redirected to the same address without the token).
+Every request needs the token, on 127.0.0.1 too: a login node is shared by hundreds of
+users, and every one of them can open its loopback addresses. The token is the one in
+`CAMPAIGNS_WEB_TOKEN`, else a new random one that `serve` prints inside the address to
+open (`http://127.0.0.1:8000/?token=...`), as Jupyter does. Scripts send
+`Authorization: Bearer <token>`; a browser that opens an address with `?token=<token>`
+receives the token as an HttpOnly, SameSite=Strict cookie named for the server's port
+(`campaigns_token_8000`: two dashboards on one host keep their own, since browsers send
+a host's cookies to all of its ports) and is redirected to the same address without it.
 """
 
 from __future__ import annotations
@@ -19,8 +24,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from campaigns.errors import InputError
+
 TOKEN_ENV = "CAMPAIGNS_WEB_TOKEN"
 COOKIE = "campaigns_token"
+#: The shortest token `CAMPAIGNS_WEB_TOKEN` may hold (a generated one has 43 characters).
+MIN_TOKEN_LENGTH = 16
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 HEADERS = {
     "Content-Security-Policy": (
@@ -43,16 +52,26 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def choose_token(host: str, environ: dict[str, str] | None = None) -> tuple[str | None, bool]:
-    """(the token, whether it was generated): the environment's if set, else a new one when
-    `host` is not loopback, else None (no token needed)."""
+def choose_token(environ: dict[str, str] | None = None) -> tuple[str, bool]:
+    """(the token, whether it was generated): the environment's if set, else a new one.
+    A token in the environment shorter than MIN_TOKEN_LENGTH is bad input (exit 2)."""
     env = os.environ if environ is None else environ
     given = env.get(TOKEN_ENV, "").strip()
-    if given:
-        return given, False
-    if is_loopback(host):
-        return None, False
-    return secrets.token_urlsafe(32), True
+    if not given:
+        return secrets.token_urlsafe(32), True
+    if len(given) < MIN_TOKEN_LENGTH:
+        raise InputError(
+            f"{TOKEN_ENV} holds a token of {len(given)} characters: anyone who can reach the "
+            f"dashboard could guess it. Use at least {MIN_TOKEN_LENGTH}, e.g. "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`, or unset it "
+            "and let `serve` make one."
+        )
+    return given, False
+
+
+def cookie_name(port: int | None) -> str:
+    """The token's cookie for a dashboard listening on `port`."""
+    return f"{COOKIE}_{port}" if port else COOKIE
 
 
 class TokenGate:
@@ -71,9 +90,11 @@ class TokenGate:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
+        server = scope.get("server")
+        cookie = cookie_name(server[1] if server else None)
         header = request.headers.get("authorization", "")
         bearer = header[7:].strip() if header.lower().startswith("bearer ") else None
-        if self._valid(bearer) or self._valid(request.cookies.get(COOKIE)):
+        if self._valid(bearer) or self._valid(request.cookies.get(cookie)):
             await self.app(scope, receive, send)
             return
         if self._valid(request.query_params.get("token")) and request.method == "GET":
@@ -81,7 +102,7 @@ class TokenGate:
             rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
             target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
             response = RedirectResponse(target, status_code=303)
-            response.set_cookie(COOKIE, self.token.decode(), httponly=True, samesite="strict")
+            response.set_cookie(cookie, self.token.decode(), httponly=True, samesite="strict")
             await response(scope, receive, send)
             return
         refused = JSONResponse(

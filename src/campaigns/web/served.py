@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException
 
 from campaigns.errors import InputError
 from campaigns.ops.context import Context
+from campaigns.store.urls import secrets as url_secrets
 
 
 class Served:
@@ -69,16 +69,8 @@ class Served:
         return ctx
 
     def secrets(self) -> list[str]:
-        """Passwords in the campaigns' database URLs: never to be shown."""
-        found = []
-        for ctx in self._contexts.values():
-            try:
-                password = urlsplit(ctx.db_url).password
-            except ValueError:
-                password = None
-            if password:
-                found.append(password)
-        return found
+        """Passwords in the campaigns' database URLs (in any form): never to be shown."""
+        return [secret for ctx in self._contexts.values() for secret in url_secrets(ctx.db_url)]
 
     def close(self) -> None:
         """Release every store."""

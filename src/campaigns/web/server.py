@@ -1,4 +1,8 @@
-"""`run-campaign serve`: read the campaigns, choose the token, bind, run uvicorn until stopped."""
+"""`run-campaign serve`: choose the token, read the campaigns, bind, run uvicorn until stopped.
+
+The token is required on every address (see `web.security`); `serve` prints the address to
+open with it, unless the user chose it in `CAMPAIGNS_WEB_TOKEN` (then it stays out of logs).
+"""
 
 from __future__ import annotations
 
@@ -78,18 +82,17 @@ def serve(
     from campaigns.web.served import Served
 
     out = out or sys.stdout
+    token, generated = choose_token()  # before anything else: a weak token is bad input
     served = Served.from_files(configs, root=root, db_url=db_url, poll_seconds=poll_seconds)
-    token, generated = choose_token(host)
     sock = bind(host, port)
     port = sock.getsockname()[1]
-    hosts = None if token or not is_loopback(host) else [*LOOPBACK_NAMES, "[::1]"]
+    hosts = [*LOOPBACK_NAMES, "[::1]"] if is_loopback(host) else None
     app = create_app(served, token=token, allowed_hosts=hosts)
     base = address(host, port)
     names = ", ".join(cid for cid, _ in served.items())
     print(f"campaigns dashboard (read-only) for {names}", file=out)
-    if token is None:
-        print(f"open {base}", file=out)
-    elif generated:
+    # The token on every address, loopback too: every user of a login node can open 127.0.0.1.
+    if generated:
         print(f"open {base}?token={token}", file=out)
         print(f"(a new token; set {TOKEN_ENV} to choose your own)", file=out)
     else:
